@@ -1,0 +1,5 @@
+import sys
+
+from pimsync.cli import main
+
+sys.exit(main())

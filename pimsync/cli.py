@@ -1,0 +1,230 @@
+"""Command line: ``pimsync [--config PATH] [-v|--quiet] COMMAND``.
+
+Exit status: 0 everything synced; 1 some records, collections or pairs failed; 2 bad usage
+or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from pimsync import __version__
+from pimsync.errors import ConfigError, LockTimeout, PimsyncError, StateError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with our own wording
+        self.print_usage(sys.stderr)
+        print(f"pimsync: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="print every action"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only errors"
+    )
+    parser = _Parser(
+        prog="pimsync",
+        description="Two-way sync of calendars and contacts.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"pimsync {__version__}")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help="config file (default: $PIMSYNC_CONFIG, else $XDG_CONFIG_HOME/pimsync/config.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    run = sub.add_parser("run", parents=[common], help="sync the pairs (all, or those named)")
+    run.add_argument("pairs", nargs="*", metavar="PAIR", help="pairs to sync (default: all)")
+    run.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
+    run.add_argument(
+        "--force-delete",
+        action="store_true",
+        help="propagate deletions even when a side lists no records at all",
+    )
+    sub.add_parser("status", parents=[common], help="what the last runs did, per collection")
+    sub.add_parser("check", parents=[common], help="validate the config and look at every storage")
+    return parser
+
+
+class ConsoleReporter:
+    def __init__(self, out: TextIO, err: TextIO, verbose: bool, quiet: bool) -> None:
+        self.out, self.err = out, err
+        self.verbose, self.quiet = verbose, quiet
+        self.dry_run = False
+
+    def action(self, line: str) -> None:
+        if self.verbose:
+            print(line, file=self.out)
+
+    def error(self, line: str) -> None:
+        print(f"error: {line}", file=self.err)
+
+    def collection_done(self, pair: str, result: object) -> None:
+        if not self.quiet:
+            from pimsync.sync import CollectionResult
+
+            assert isinstance(result, CollectionResult)
+            if result.stopped:
+                return  # already said as an error
+            if self.dry_run:
+                print(
+                    f"{pair}/{result.collection}: dry run, {len(result.dry_run)} actions "
+                    "planned, nothing written",
+                    file=self.out,
+                )
+            else:
+                print(f"{pair}/{result.collection}: {result.summary()}", file=self.out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    quiet = getattr(args, "quiet", False)
+    if verbose and quiet:
+        print("pimsync: error: -v and --quiet exclude each other", file=sys.stderr)
+        return EXIT_USAGE
+    reporter = ConsoleReporter(sys.stdout, sys.stderr, verbose, quiet)
+    try:
+        from pimsync.config import find_config, load_config
+
+        config = load_config(find_config(args.config))
+        if args.command == "run":
+            return _run(config, args, reporter)
+        if args.command == "status":
+            return _status(config)
+        return _check(config)
+    except ConfigError as exc:
+        print(f"pimsync: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (LockTimeout, StateError) as exc:
+        print(f"pimsync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("pimsync: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) -> int:
+    from pimsync.config import Config
+    from pimsync.plan import Options
+    from pimsync.state import StateDB
+    from pimsync.storage import open_storage
+    from pimsync.sync import PairSettings, sync_pair
+
+    assert isinstance(config, Config)
+    reporter.dry_run = args.dry_run
+    unknown = [p for p in args.pairs if p not in config.pairs]
+    if unknown:
+        print(
+            f"pimsync: no pair named {', '.join(map(repr, unknown))} in {config.path}; "
+            f"pairs: {', '.join(config.pairs)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    names = args.pairs or list(config.pairs)
+    failed = False
+    with StateDB(config.general.state_dir, lock_timeout=config.general.lock_timeout) as db:
+        for name in names:
+            pair = config.pairs[name]
+            try:
+                storages = {
+                    "a": open_storage(config.storages[pair.a]),
+                    "b": open_storage(config.storages[pair.b]),
+                }
+                settings = PairSettings(name, pair.collections, Options(pair.conflict))  # type: ignore[arg-type]
+                results = sync_pair(
+                    settings,
+                    storages,  # type: ignore[arg-type]
+                    db,
+                    reporter,  # type: ignore[arg-type]
+                    dry_run=args.dry_run,
+                    force_delete=args.force_delete,
+                )
+            except ConfigError:
+                raise
+            except PimsyncError as exc:
+                reporter.error(f"{name}: {exc}")
+                failed = True
+                continue
+            failed = failed or any(r.failed for r in results)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _status(config: object) -> int:
+    from pimsync.config import Config
+    from pimsync.state import StateDB
+
+    assert isinstance(config, Config)
+    with StateDB(config.general.state_dir, readonly=True) as db:
+        rows = db.status()
+    if not rows:
+        print(f"nothing synced yet (state in {config.general.state_dir})")
+        return EXIT_OK
+    failed = False
+    for row in rows:
+        when = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.last_sync))
+            if row.last_sync
+            else "never"
+        )
+        status = row.last_status or "-"
+        print(f"{row.pair}/{row.collection}: {row.records} records, last sync {when}, {status}")
+        if row.summary and status != "stopped":
+            print(f"    last run: {row.summary}")
+        for failure in row.failures:
+            print(f"    failure: {failure}")
+        failed = failed or status not in ("ok", "-")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _check(config: object) -> int:
+    from pimsync.config import Config
+    from pimsync.storage import open_storage
+
+    assert isinstance(config, Config)
+    print(f"config {config.path}: ok")
+    failed = False
+    found: dict[str, set[str]] = {}
+    for name, cfg in config.storages.items():
+        where = cfg.path or cfg.url
+        try:
+            ids = [c.id for c in open_storage(cfg).collections()]
+        except ConfigError:
+            raise
+        except PimsyncError as exc:
+            print(f"storage {name} ({cfg.type}, {where}): error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        found[name] = set(ids)
+        ro = ", read-only" if cfg.read_only else ""
+        listed = ", ".join(ids) if ids else "none yet"
+        print(f"storage {name} ({cfg.type}, {where}{ro}): {len(ids)} collections: {listed}")
+    from pimsync.sync import pick_collections
+
+    for name, pair in config.pairs.items():
+        if pair.a in found and pair.b in found:
+            cols = pick_collections(pair.collections, found[pair.a], found[pair.b])
+            shown = ", ".join(cols) if cols else "none"
+            print(
+                f"pair {name}: {pair.a} <-> {pair.b}, conflict {pair.conflict!r}, "
+                f"collections: {shown}"
+            )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The executor: runs a plan's actions against two collections and commits state after
+each write succeeded.
+
+Order for every batch of actions: note the intended writes as *pending* in the state
+database; write; flush the collections that buffer writes; then, in one transaction, store
+the new state of every action that succeeded and drop its pending note. A crash anywhere
+leaves either the old state (the write is seen as a change next run), or a pending note
+that the next run recognises (see ``plan.effective_entries``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
+from pimsync.model.record import Record
+from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, SaveState
+from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
+from pimsync.state import StateDB
+from pimsync.storage.base import Collection
+
+BATCH = 200
+
+
+@dataclass
+class Stats:
+    """What a collection's sync did, for the summary line."""
+
+    created: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
+    updated: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
+    deleted: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
+    conflicts: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    retry: set[str] = field(default_factory=set)  # idents whose write met a precondition
+
+    def add(self, other_stats: Stats) -> None:
+        for key in ("created", "updated", "deleted"):
+            mine, theirs = getattr(self, key), getattr(other_stats, key)
+            for side in ("a", "b"):
+                mine[side] += theirs[side]
+        self.conflicts += other_stats.conflicts
+        self.skipped += other_stats.skipped
+        self.errors.extend(other_stats.errors)
+
+    @property
+    def writes(self) -> int:
+        return sum(sum(d.values()) for d in (self.created, self.updated, self.deleted))
+
+
+@dataclass
+class _Outcome:
+    action: Action
+    entry: Entry | None = None  # None: forget the ident
+    base: bytes | None = None  # new base content (None: keep)
+    sides: tuple[Side, ...] = ()  # sides written
+    error: PimsyncError | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        cols: dict[Side, Collection],
+        db: StateDB | None,
+        pair: str,
+        collection: str,
+        log: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.cols = cols
+        self.db = db
+        self.pair = pair
+        self.collection = collection
+        self.log = log
+        self.stats = Stats()
+        #: tokens returned by flushes: what a side's token is after our own writes
+        self.tokens: dict[Side, str] = {}
+
+    def run(self, actions: Sequence[Action]) -> Stats:
+        for start in range(0, len(actions), BATCH):
+            self._batch(actions[start : start + BATCH])
+        return self.stats
+
+    # --------------------------------------------------------------------------------
+    def _load_sources(self, actions: Sequence[Action]) -> dict[str, Item]:
+        """Read the content of copy sources that the planner did not have at hand."""
+        wanted: dict[Side, list[str]] = {"a": [], "b": []}
+        for action in actions:
+            if isinstance(action, Copy) and action.source.record is None:
+                wanted[other(action.to)].append(action.source.href)
+        loaded: dict[str, Item] = {}
+        for side, hrefs in wanted.items():
+            if not hrefs:
+                continue
+            for fetched in self.cols[side].get(hrefs):
+                if fetched.record is not None:
+                    loaded[f"{side}:{fetched.href}"] = Item(
+                        fetched.href, fetched.etag, fetched.record.hash, fetched.record
+                    )
+        return loaded
+
+    def _batch(self, actions: Sequence[Action]) -> None:
+        loaded = self._load_sources(actions)
+        prepared: list[Action] = []
+        for action in actions:
+            if isinstance(action, Copy) and action.source.record is None:
+                item = loaded.get(f"{other(action.to)}:{action.source.href}")
+                if item is None or item.hash != action.source.hash:
+                    self.stats.retry.add(action.ident)  # it changed since it was listed
+                    continue
+                action = Copy(action.ident, action.to, item, action.target, action.reason)
+            prepared.append(action)
+
+        if self.db is not None:
+            notes = [note for action in prepared for note in _pending(action)]
+            if notes:
+                with self.db.transaction():
+                    self.db.add_pending(self.pair, self.collection, notes)
+
+        outcomes = [self._apply(action) for action in prepared]
+
+        for side, col in self.cols.items():
+            if not any(side in o.sides for o in outcomes if o.error is None):
+                continue
+            try:
+                token = col.flush()
+                if token is not None:
+                    self.tokens[side] = token
+            except PimsyncError as exc:
+                for o in outcomes:
+                    if side in o.sides and o.error is None:
+                        o.error = exc
+
+        if self.db is not None:
+            with self.db.transaction():
+                for o in outcomes:
+                    if o.error is not None:
+                        continue
+                    ident = o.action.ident
+                    if o.entry is None:
+                        self.db.forget(self.pair, self.collection, ident)
+                    elif o.base is not None:
+                        self.db.put(self.pair, self.collection, o.entry, o.base)
+                    else:
+                        self.db.put(self.pair, self.collection, o.entry)
+                    self.db.clear_pending(self.pair, self.collection, ident)
+        for o in outcomes:
+            self._count(o)
+
+    def _count(self, o: _Outcome) -> None:
+        action = o.action
+        if o.error is not None:
+            if isinstance(o.error, PreconditionFailed):
+                self.stats.retry.add(action.ident)
+                self.log(f"{action}: changed meanwhile, planning it again ({o.error})")
+            else:
+                self.stats.errors.append(f"{action}: {o.error}")
+            return
+        self.log(str(action))
+        if isinstance(action, Copy):
+            counter = self.stats.created if action.target is None else self.stats.updated
+            counter[action.to] += 1
+            if action.reason.startswith("conflict"):
+                self.stats.conflicts += 1
+        elif isinstance(action, Delete):
+            self.stats.deleted[action.on] += 1
+        elif isinstance(action, Duplicate):
+            for side in o.sides:
+                self.stats.created[side] += 1
+        elif isinstance(action, SaveState) and "read-only" in action.reason:
+            self.stats.skipped += 1
+            if action.reason.startswith("conflict"):
+                self.stats.conflicts += 1
+
+    def _apply(self, action: Action) -> _Outcome:
+        try:
+            if isinstance(action, Copy):
+                return self._copy(action)
+            if isinstance(action, Delete):
+                self.cols[action.on].delete(action.target.href, action.target.etag)
+                return _Outcome(action, None, sides=(action.on,))
+            if isinstance(action, Duplicate):
+                return self._duplicate(action)
+            if isinstance(action, SaveState):
+                entry = Entry(action.ident, action.a, action.b)
+                base = None
+                if action.record is not None and action.a and action.b:
+                    if action.a.hash == action.b.hash == action.record.hash:
+                        base = action.record.to_bytes()
+                return _Outcome(action, entry, base)
+            if isinstance(action, Forget):
+                return _Outcome(action, None)
+            raise TypeError(action)
+        except PimsyncError as exc:
+            return _Outcome(action, error=exc)
+        except OSError as exc:  # an adapter let one slip through: still report, go on
+            return _Outcome(action, error=StorageError(str(exc)))
+
+    def _copy(self, action: Copy) -> _Outcome:
+        record = action.source.record
+        assert record is not None
+        col = self.cols[action.to]
+        if action.target is None:
+            href, etag = col.create(record)
+        else:
+            etag = col.update(action.target.href, record, action.target.etag)
+            href = action.target.href
+        written = Known(href, etag, record.hash)
+        sides = {action.to: written, other(action.to): action.source.known()}
+        entry = Entry(action.ident, sides["a"], sides["b"])
+        return _Outcome(action, entry, record.to_bytes(), sides=(action.to,))
+
+    def _duplicate(self, action: Duplicate) -> _Outcome:
+        record: Record = action.record
+        known: dict[Side, Known | None] = {"a": None, "b": None}
+        for side in action.sides:
+            href, etag = self.cols[side].create(record)
+            known[side] = Known(href, etag, record.hash)
+        entry = Entry(action.ident, known["a"], known["b"])
+        return _Outcome(action, entry, record.to_bytes(), sides=action.sides)
+
+
+def _pending(action: Action) -> list[tuple[Pending, bytes | None]]:
+    if isinstance(action, Copy):
+        record = action.source.record
+        assert record is not None
+        return [(Pending(action.ident, action.to, record.hash, record.hash), record.to_bytes())]
+    if isinstance(action, Delete):
+        return [(Pending(action.ident, action.on, None, None), None)]
+    if isinstance(action, Duplicate):
+        h = action.record.hash
+        both = len(action.sides) == 2
+        return [
+            (Pending(action.ident, side, h, h if both else None), action.record.to_bytes())
+            for side in action.sides
+        ]
+    return []

@@ -1,0 +1,339 @@
+"""The planner: a pure function from (side a, side b, state) to a list of actions.
+
+No file, socket or database is touched here: every decision is a unit test, and
+``--dry-run`` is "plan, print, stop". The decision table is in docs/sync-algorithm.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pimsync.model.record import Record
+from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
+
+ConflictPolicy = Literal["a wins", "b wins", "newest", "keep both"]
+CONFLICT_POLICIES: tuple[str, ...] = ("a wins", "b wins", "newest", "keep both")
+
+
+@dataclass(frozen=True, slots=True)
+class SideView:
+    """One side of a collection as the planner sees it.
+
+    ``items`` maps ident to what the side holds now. ``skip`` holds idents that could not be
+    read on this side (malformed, duplicated): nothing is done to them on either side.
+    ``uncertain`` is set when something unreadable could not be tied to an ident: then no
+    deletion is propagated from this side.
+    """
+
+    items: Mapping[str, Item]
+    skip: frozenset[str] = frozenset()
+    uncertain: bool = False
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    conflict: ConflictPolicy = "newest"
+    force_delete: bool = False
+
+
+# actions -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Write ``source`` (held by the other side) to side ``to``: create when ``target`` is
+    None, else replace ``target``."""
+
+    ident: str
+    to: Side
+    source: Item
+    target: Item | None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        verb = "create" if self.target is None else "update"
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{verb} {self.ident} on {self.to}, from {other(self.to)}{why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove ``target`` from side ``on`` (the other side deleted it)."""
+
+    ident: str
+    on: Side
+    target: Item
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"delete {self.ident} on {self.on}"
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Create ``record`` (a renamed copy of a conflicting version) on every writable side."""
+
+    ident: str
+    record: Record
+    sides: tuple[Side, ...]
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"create {self.ident} on {' and '.join(self.sides)} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class SaveState:
+    """Record what both sides hold without writing anything."""
+
+    ident: str
+    a: Known | None
+    b: Known | None
+    reason: str = ""
+    # the record content when at hand (the new base if both sides now agree)
+    record: Record | None = None
+
+    def __str__(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"record state of {self.ident}{why}"
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Both sides have deleted the record: drop it from the state."""
+
+    ident: str
+
+    def __str__(self) -> str:
+        return f"forget {self.ident} (deleted on both sides)"
+
+
+Action = Copy | Delete | Duplicate | SaveState | Forget
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    #: set when the collection must not be synced (the empty-side guard); says why
+    stop: str | None = None
+
+
+# planning ------------------------------------------------------------------------------
+def effective_entries(
+    state: Mapping[str, Entry], pending: Sequence[Pending], a: SideView, b: SideView
+) -> tuple[dict[str, Entry], set[str]]:
+    """Apply pending writes whose outcome is visible: if a side now holds what a crashed
+    run was writing there, that write happened and its result is the last synced state.
+    Returns the entries to plan with and the idents whose stored entry is stale."""
+    views = {"a": a, "b": b}
+    landed: dict[str, dict[Side, Pending]] = {}
+    for p in pending:
+        current = views[p.side].items.get(p.ident)
+        if (current is None and p.hash is None) or (current and current.hash == p.hash):
+            landed.setdefault(p.ident, {})[p.side] = p
+    if not landed:
+        return dict(state), set()
+    entries = dict(state)
+    for ident, by_side in landed.items():
+        old = state.get(ident)
+        sides: dict[Side, Known | None] = {}
+        for side in ("a", "b"):
+            current = views[side].items.get(ident)
+            if side in by_side:
+                sides[side] = current.known() if current else None
+                continue
+            p = next(iter(by_side.values()))
+            if p.other is None:
+                sides[side] = None
+            elif current is not None and current.hash == p.other:
+                sides[side] = current.known()
+            else:
+                prior = old.side(side) if old else None
+                href = prior.href if prior else (current.href if current else "")
+                etag = prior.etag if prior else ""
+                sides[side] = Known(href, etag, p.other)
+        entries[ident] = Entry(ident, sides["a"], sides["b"])
+    return entries, set(landed)
+
+
+def _status(known: Known | None, item: Item | None) -> str:
+    if known is None:
+        return "absent" if item is None else "new"
+    if item is None:
+        return "deleted"
+    return "same" if item.hash == known.hash else "changed"
+
+
+def _guard(view: SideView, side: Side, state: Mapping[str, Entry]) -> str | None:
+    if view.items or view.skip or view.uncertain:
+        return None
+    had = sum(1 for e in state.values() if e.side(side) is not None)
+    if had == 0:
+        return None
+    return (
+        f"side {side} lists no records, but {had} were there after the last sync; "
+        "nothing was changed. If they were deleted on purpose, run again with "
+        "--force-delete to delete them on the other side too"
+    )
+
+
+def plan(
+    a: SideView,
+    b: SideView,
+    state: Mapping[str, Entry],
+    pending: Sequence[Pending] = (),
+    options: Options = Options(),
+) -> Plan:
+    """Decide, for every ident on either side or in the state, what to do."""
+    if not options.force_delete:
+        for side, view in (("a", a), ("b", b)):
+            reason = _guard(view, side, state)  # type: ignore[arg-type]
+            if reason:
+                return Plan(stop=reason)
+    entries, stale = effective_entries(state, pending, a, b)
+    planner = _Planner(a, b, options)
+    idents = set(a.items) | set(b.items) | set(entries)
+    for ident in sorted(idents):
+        if ident in a.skip or ident in b.skip:
+            continue
+        planner.decide(ident, entries.get(ident), state.get(ident), ident in stale)
+    return Plan(actions=planner.actions)
+
+
+class _Planner:
+    def __init__(self, a: SideView, b: SideView, options: Options) -> None:
+        self.views: dict[Side, SideView] = {"a": a, "b": b}
+        self.options = options
+        self.actions: list[Action] = []
+
+    def save(
+        self,
+        ident: str,
+        a: Item | Known | None,
+        b: Item | Known | None,
+        reason: str = "",
+        record: Record | None = None,
+    ) -> None:
+        ka = a.known() if isinstance(a, Item) else a
+        kb = b.known() if isinstance(b, Item) else b
+        self.actions.append(SaveState(ident, ka, kb, reason, record))
+
+    def copy(
+        self,
+        ident: str,
+        to: Side,
+        source: Item,
+        target: Item | None,
+        known_to: Known | None,
+        reason: str = "",
+    ) -> None:
+        if self.views[to].read_only:
+            # Nothing is written to a read-only side. Remember what the other side holds
+            # so that the change is not planned again; the read-only side keeps its state.
+            kept = target.known() if target is not None and known_to is None else known_to
+            pair = {to: kept, other(to): source.known()}
+            self.save(ident, pair["a"], pair["b"], f"{to} is read-only: not written")
+            return
+        self.actions.append(Copy(ident, to, source, target, reason))
+
+    def decide(self, ident: str, entry: Entry | None, stored: Entry | None, stale: bool) -> None:
+        A = self.views["a"].items.get(ident)
+        B = self.views["b"].items.get(ident)
+        if entry is None:
+            if A is not None and B is not None:
+                if A.hash == B.hash:
+                    self.save(ident, A, B, "same on both sides", A.record or B.record)
+                else:
+                    self.conflict(ident, A, B, None, "differs on both sides, never synced")
+            elif A is not None:
+                self.copy(ident, "b", A, None, None)
+            elif B is not None:
+                self.copy(ident, "a", B, None, None)
+            return
+
+        sa, sb = _status(entry.a, A), _status(entry.b, B)
+        changed_a, changed_b = sa in ("new", "changed"), sb in ("new", "changed")
+        if changed_a and changed_b:
+            assert A is not None and B is not None
+            if A.hash == B.hash:
+                self.save(ident, A, B, "same change on both sides", A.record or B.record)
+            else:
+                self.conflict(ident, A, B, entry, "changed on both sides")
+        elif changed_a:
+            assert A is not None
+            self.copy(ident, "b", A, B, entry.b, "edit wins over delete" if sb == "deleted" else "")
+        elif changed_b:
+            assert B is not None
+            self.copy(ident, "a", B, A, entry.a, "edit wins over delete" if sa == "deleted" else "")
+        elif sa == "deleted" or sb == "deleted":
+            gone: Side = "a" if sa == "deleted" else "b"
+            keep = B if gone == "a" else A
+            if keep is None:
+                self.actions.append(Forget(ident))
+            elif self.views[gone].uncertain:
+                return  # something unreadable on that side may be this record: wait
+            elif self.views[other(gone)].read_only:
+                pair = {gone: None, other(gone): keep.known()}
+                self.save(ident, pair["a"], pair["b"], f"{other(gone)} is read-only: not deleted")
+            else:
+                self.actions.append(Delete(ident, other(gone), keep))
+        elif sa == "same" and sb == "absent":
+            assert A is not None
+            self.copy(ident, "b", A, None, None)
+        elif sb == "same" and sa == "absent":
+            assert B is not None
+            self.copy(ident, "a", B, None, None)
+        elif sa == "absent" and sb == "absent":
+            self.actions.append(Forget(ident))
+        else:  # both the same: note moved etags or hrefs so that the next run is stat-only
+            ka = A.known() if A else None
+            kb = B.known() if B else None
+            if stale or stored is None or ka != stored.a or kb != stored.b:
+                self.save(ident, ka, kb)
+
+    def conflict(self, ident: str, A: Item, B: Item, entry: Entry | None, why: str) -> None:
+        policy = self.options.conflict
+        winner: Side
+        if policy == "a wins":
+            winner = "a"
+        elif policy == "b wins":
+            winner = "b"
+        elif policy == "newest":
+            winner = "b" if _newer(B.record, A.record) else "a"
+        else:  # keep both: a's version stays under this ident, b's becomes a new record
+            winner = "a"
+        loser = other(winner)
+        items = {"a": A, "b": B}
+        known = {"a": entry.a if entry else None, "b": entry.b if entry else None}
+        if (
+            self.views[loser].read_only
+            and not self.views[winner].read_only
+            and policy != "keep both"
+        ):
+            # the winner could only be written over a read-only side: leave both as they are
+            self.save(ident, A, B, f"conflict ({why}); {loser} is read-only: left as is")
+            return
+        reason = f"conflict: {why}; {policy}" + (f" ({winner})" if policy == "newest" else "")
+        self.copy(ident, loser, items[winner], items[loser], known[loser], reason)
+        if policy == "keep both":
+            self.keep_both(ident, B, reason)
+
+    def keep_both(self, ident: str, loser: Item, reason: str) -> None:
+        from pimsync.model import with_uid
+
+        if loser.record is None:  # cannot happen: a conflicting version is always read
+            return
+        new_uid = f"{ident}-conflict-{loser.hash[:8]}"
+        sides = tuple(s for s in ("a", "b") if not self.views[s].read_only)
+        if sides:
+            self.actions.append(Duplicate(new_uid, with_uid(loser.record, new_uid), sides, reason))
+
+
+def _newer(x: Record | None, y: Record | None) -> bool:
+    """Is x newer than y (LAST-MODIFIED / REV, then DTSTAMP, then SEQUENCE)? Ties: no."""
+    if x is None or y is None:
+        return False
+    from pimsync.model import newest_key
+
+    return newest_key(x) > newest_key(y)

@@ -1,0 +1,63 @@
+"""Plain data shared by the planner, the state database and the executor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pimsync.model.record import Record
+
+Side = Literal["a", "b"]
+
+
+def other(side: Side) -> Side:
+    return "b" if side == "a" else "a"
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the state remembers of a record on one side after the last sync."""
+
+    href: str
+    etag: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The state of one ident: what each side held after the last sync (None: nothing)."""
+
+    ident: str
+    a: Known | None
+    b: Known | None
+
+    def side(self, side: Side) -> Known | None:
+        return self.a if side == "a" else self.b
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A write that was started but whose outcome never reached the state (a crash).
+
+    ``hash`` is what was written to ``side`` (None: a delete); ``other`` is the hash the
+    other side held when the write was planned. If ``side`` now holds ``hash``, the write
+    happened, and both are taken as the last synced state.
+    """
+
+    ident: str
+    side: Side
+    hash: str | None
+    other: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A record as currently listed on one side; ``record`` is its content when it was read."""
+
+    href: str
+    etag: str
+    hash: str
+    record: Record | None = None
+
+    def known(self) -> Known:
+        return Known(self.href, self.etag, self.hash)

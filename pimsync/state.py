@@ -1,0 +1,341 @@
+"""The sync-state database: one SQLite file in ``state_dir``.
+
+Per pair, collection and ident it keeps href, etag and hash on each side and the base
+content (the record as it was after the last sync). Schema changes are numbered
+migrations; ``PRAGMA user_version`` holds the schema version. Only one ``pimsync run``
+uses a state directory at a time: an exclusive lock on ``state.lock`` beside the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pimsync.errors import LockTimeout, StateError
+from pimsync.plan_types import Entry, Known, Pending, Side
+
+DB_NAME = "state.sqlite"
+LOCK_NAME = "state.lock"
+
+#: Numbered migrations: MIGRATIONS[n] takes the schema from version n to n + 1.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE records (
+        pair TEXT NOT NULL, collection TEXT NOT NULL, ident TEXT NOT NULL,
+        a_href TEXT, a_etag TEXT, a_hash TEXT,
+        b_href TEXT, b_etag TEXT, b_hash TEXT,
+        base BLOB,
+        PRIMARY KEY (pair, collection, ident)
+    ) WITHOUT ROWID;
+    CREATE TABLE pending (
+        pair TEXT NOT NULL, collection TEXT NOT NULL, ident TEXT NOT NULL, side TEXT NOT NULL,
+        hash TEXT, other TEXT, base BLOB,
+        PRIMARY KEY (pair, collection, ident, side)
+    );
+    CREATE TABLE collections (
+        pair TEXT NOT NULL, collection TEXT NOT NULL,
+        a_token TEXT, b_token TEXT,
+        last_sync REAL, last_status TEXT, summary TEXT,
+        PRIMARY KEY (pair, collection)
+    );
+    CREATE TABLE failures (
+        pair TEXT NOT NULL, collection TEXT NOT NULL, where_ TEXT NOT NULL,
+        message TEXT NOT NULL, time REAL NOT NULL
+    );
+    CREATE INDEX failures_by_collection ON failures (pair, collection);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_KEEP = object()  # "leave the base as it is"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionState:
+    pair: str
+    collection: str
+    a_token: str | None
+    b_token: str | None
+    last_sync: float | None
+    last_status: str | None
+    summary: str | None
+    records: int
+    failures: list[str]
+
+
+def _lock(path: Path, timeout: float) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                try:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                finally:
+                    os.close(fd)
+                who = f" (pid {holder})" if holder else ""
+                raise LockTimeout(
+                    f"another pimsync{who} is using this state; waited {timeout:g} s. "
+                    "Try again when it has finished (general.lock_timeout sets the wait).",
+                    where=str(path),
+                ) from None
+            time.sleep(0.05)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+class StateDB:
+    """Access to the state database. Use as a context manager."""
+
+    def __init__(self, state_dir: Path, *, lock_timeout: float = 10.0, readonly: bool = False):
+        self.path = state_dir / DB_NAME
+        self._lock_fd: int | None = None
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"cannot create: {exc.strerror}", where=str(state_dir)) from exc
+        if not readonly:
+            self._lock_fd = _lock(state_dir / LOCK_NAME, lock_timeout)
+        try:
+            self.db = self._open(readonly)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, readonly: bool) -> sqlite3.Connection:
+        if not self.path.exists():
+            if readonly:
+                db = sqlite3.connect(":memory:", isolation_level=None)
+                self._migrate(db)
+                return db
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(self.path, 0o600)
+        try:
+            if readonly:
+                uri = self.path.as_uri() + "?mode=ro"
+                db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5)
+            else:
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"unusable state database: {exc}", where=str(self.path)) from exc
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"written by a newer pimsync (schema {version}, this one knows {SCHEMA_VERSION})",
+                where=str(self.path),
+            )
+        if version < SCHEMA_VERSION:
+            if readonly:
+                raise StateError("needs an upgrade: run `pimsync run` first", where=str(self.path))
+            self._migrate(db)
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(version, SCHEMA_VERSION):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+            self.db = None  # type: ignore[assignment]
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # records -------------------------------------------------------------------------
+    def entries(self, pair: str, collection: str) -> dict[str, Entry]:
+        rows = self.db.execute(
+            "SELECT ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash FROM records "
+            "WHERE pair = ? AND collection = ?",
+            (pair, collection),
+        )
+        out: dict[str, Entry] = {}
+        for ident, ah, ae, ax, bh, be, bx in rows:
+            a = Known(ah, ae, ax) if ah is not None else None
+            b = Known(bh, be, bx) if bh is not None else None
+            out[ident] = Entry(ident, a, b)
+        return out
+
+    def base(self, pair: str, collection: str, ident: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT base FROM records WHERE pair = ? AND collection = ? AND ident = ?",
+            (pair, collection, ident),
+        ).fetchone()
+        return row[0] if row else None
+
+    def put(self, pair: str, collection: str, entry: Entry, base: object = _KEEP) -> None:
+        a, b = entry.a, entry.b
+        values = (
+            a.href if a else None, a.etag if a else None, a.hash if a else None,
+            b.href if b else None, b.etag if b else None, b.hash if b else None,
+        )  # fmt: skip
+        if base is _KEEP:
+            self.db.execute(
+                "INSERT INTO records (pair, collection, ident, a_href, a_etag, a_hash, "
+                "b_href, b_etag, b_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (pair, collection, ident) DO UPDATE SET a_href = excluded.a_href, "
+                "a_etag = excluded.a_etag, a_hash = excluded.a_hash, b_href = excluded.b_href, "
+                "b_etag = excluded.b_etag, b_hash = excluded.b_hash",
+                (pair, collection, entry.ident, *values),
+            )
+        else:
+            self.db.execute(
+                "INSERT OR REPLACE INTO records (pair, collection, ident, a_href, a_etag, "
+                "a_hash, b_href, b_etag, b_hash, base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pair, collection, entry.ident, *values, base),
+            )
+
+    def forget(self, pair: str, collection: str, ident: str) -> None:
+        self.db.execute(
+            "DELETE FROM records WHERE pair = ? AND collection = ? AND ident = ?",
+            (pair, collection, ident),
+        )
+
+    # pending writes ------------------------------------------------------------------
+    def pending(self, pair: str, collection: str) -> list[Pending]:
+        rows = self.db.execute(
+            "SELECT ident, side, hash, other FROM pending WHERE pair = ? AND collection = ?",
+            (pair, collection),
+        )
+        return [Pending(ident, side, h, o) for ident, side, h, o in rows]
+
+    def pending_base(self, pair: str, collection: str, ident: str, side: Side) -> bytes | None:
+        row = self.db.execute(
+            "SELECT base FROM pending WHERE pair = ? AND collection = ? AND ident = ? AND side = ?",
+            (pair, collection, ident, side),
+        ).fetchone()
+        return row[0] if row else None
+
+    def add_pending(
+        self, pair: str, collection: str, rows: Iterable[tuple[Pending, bytes | None]]
+    ) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO pending (pair, collection, ident, side, hash, other, base) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(pair, collection, p.ident, p.side, p.hash, p.other, base) for p, base in rows],
+        )
+
+    def clear_pending(self, pair: str, collection: str, ident: str | None = None) -> None:
+        if ident is None:
+            self.db.execute(
+                "DELETE FROM pending WHERE pair = ? AND collection = ?", (pair, collection)
+            )
+        else:
+            self.db.execute(
+                "DELETE FROM pending WHERE pair = ? AND collection = ? AND ident = ?",
+                (pair, collection, ident),
+            )
+
+    # collections ---------------------------------------------------------------------
+    def tokens(self, pair: str, collection: str) -> tuple[str | None, str | None]:
+        row = self.db.execute(
+            "SELECT a_token, b_token FROM collections WHERE pair = ? AND collection = ?",
+            (pair, collection),
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_tokens(
+        self, pair: str, collection: str, a_token: str | None, b_token: str | None
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO collections (pair, collection, a_token, b_token) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (pair, collection) DO UPDATE SET a_token = excluded.a_token, "
+            "b_token = excluded.b_token",
+            (pair, collection, a_token, b_token),
+        )
+
+    def finish_run(
+        self, pair: str, collection: str, status: str, summary: str, failures: list[str]
+    ) -> None:
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO collections (pair, collection, last_sync, last_status, summary) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pair, collection) DO UPDATE SET "
+            "last_sync = excluded.last_sync, last_status = excluded.last_status, "
+            "summary = excluded.summary",
+            (pair, collection, now, status, summary),
+        )
+        self.db.execute(
+            "DELETE FROM failures WHERE pair = ? AND collection = ?", (pair, collection)
+        )
+        self.db.executemany(
+            "INSERT INTO failures (pair, collection, where_, message, time) "
+            "VALUES (?, ?, '', ?, ?)",
+            [(pair, collection, message, now) for message in failures],
+        )
+
+    def known_collections(self, pair: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT collection FROM collections WHERE pair = ? UNION "
+            "SELECT DISTINCT collection FROM records WHERE pair = ? ORDER BY 1",
+            (pair, pair),
+        )
+        return [r[0] for r in rows]
+
+    def status(self) -> list[CollectionState]:
+        counts = dict(
+            ((p, c), n)
+            for p, c, n in self.db.execute(
+                "SELECT pair, collection, count(*) FROM records GROUP BY pair, collection"
+            )
+        )
+        failures: dict[tuple[str, str], list[str]] = {}
+        for p, c, message in self.db.execute(
+            "SELECT pair, collection, message FROM failures ORDER BY rowid"
+        ):
+            failures.setdefault((p, c), []).append(message)
+        rows = self.db.execute(
+            "SELECT pair, collection, a_token, b_token, last_sync, last_status, summary "
+            "FROM collections ORDER BY pair, collection"
+        ).fetchall()
+        seen = {(r[0], r[1]) for r in rows}
+        out = [
+            CollectionState(
+                *r, records=counts.get((r[0], r[1]), 0), failures=failures.get((r[0], r[1]), [])
+            )
+            for r in rows
+        ]
+        for key, n in sorted(counts.items()):
+            if key not in seen:
+                out.append(CollectionState(*key, None, None, None, None, None, n, []))
+        return out

@@ -1,0 +1,121 @@
+"""The storage interface every adapter implements, and the types it speaks in.
+
+A *storage* holds collections; a *collection* holds records addressed by href, each with an
+etag (a cheap change marker). Writes are conditional: ``create`` fails if the href exists,
+``update`` and ``delete`` fail with :class:`PreconditionFailed` if the etag moved.
+
+Some collections buffer writes (a single-file collection rewrites one file): their writes
+take effect at :meth:`Collection.flush`, which raises if the buffered writes could not be
+made. The engine commits state only after ``flush`` returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pimsync.errors import MalformedRecord, StorageError
+from pimsync.model.record import Kind, Record
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """A collection as listed by its storage."""
+
+    id: str
+    displayname: str | None = None
+    color: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What :meth:`Collection.list` found.
+
+    ``delta`` is True when ``items`` holds only what changed since the token passed in
+    (an etag of ``None`` then means "deleted"); otherwise ``items`` is every href.
+    ``token`` is the token to pass next time (``None``: the collection has no token).
+    ``errors`` are records that could not be read while listing (a file collection parses
+    its file to list it); an error whose ``uid`` is None could not be attributed to a record.
+    """
+
+    items: dict[str, str | None]
+    token: str | None = None
+    delta: bool = False
+    errors: list[MalformedRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One item read by :meth:`Collection.get`: a record or the reason it is unreadable."""
+
+    href: str
+    etag: str
+    record: Record | None = None
+    error: MalformedRecord | StorageError | None = None
+
+
+class Collection(Protocol):
+    """One calendar or address book inside a storage."""
+
+    id: str
+    kind: Kind
+    where: str  # a path or URL, for messages
+
+    def list(self, token: str | None = None) -> Listing: ...
+
+    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+        """Read the given hrefs. An href that vanished yields a Fetched with a NotFound."""
+        ...
+
+    def create(self, record: Record) -> tuple[str, str]:
+        """Add a record; return its (href, etag). PreconditionFailed if it exists."""
+        ...
+
+    def update(self, href: str, record: Record, etag: str) -> str:
+        """Replace the record at href if its etag is still ``etag``; return the new etag."""
+        ...
+
+    def delete(self, href: str, etag: str) -> None:
+        """Remove the record at href if its etag is still ``etag``."""
+        ...
+
+    def flush(self) -> str | None:
+        """Make buffered writes durable (no-op for collections that write at once).
+
+        Returns the collection's token after the writes, when it has tokens and wrote."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """Collection metadata: ``displayname`` or ``color``."""
+        ...
+
+    def set_meta(self, key: str, value: str | None) -> None: ...
+
+
+class Storage(Protocol):
+    """A configured place holding collections."""
+
+    name: str
+    kind: Kind
+    read_only: bool
+
+    def collections(self) -> list[CollectionInfo]: ...
+
+    def collection(self, collection_id: str) -> Collection: ...
+
+    def create_collection(self, collection_id: str) -> Collection: ...
+
+
+def check_collection_id(collection_id: str, where: str) -> str:
+    """Refuse a collection id that could escape its storage's directory."""
+    if (
+        not collection_id
+        or collection_id in {".", ".."}
+        or "/" in collection_id
+        or "\\" in collection_id
+        or "\0" in collection_id
+        or collection_id.startswith(".")
+    ):
+        raise StorageError(f"invalid collection name {collection_id!r}", where=where)
+    return collection_id

@@ -1,0 +1,77 @@
+"""Atomic file writes: temp file in the same directory, fsync, rename (or link)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from pimsync.errors import PreconditionFailed, StorageError
+
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS}
+
+
+def file_etag(st: os.stat_result) -> str:
+    """The etag of a local file: inode, size and modification time in nanoseconds."""
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o600) -> str:
+    """Write ``data`` to ``path`` atomically and return the new file's etag.
+
+    A file that is replaced keeps its permission bits; a new one gets ``mode`` (0600 by
+    default: calendars and contacts are personal data).
+
+    With ``exclusive`` the write fails with :class:`PreconditionFailed` if ``path`` exists
+    (the file is linked into place, which is atomic and refuses to overwrite).
+    """
+    directory = path.parent
+    if not exclusive:
+        with contextlib.suppress(OSError):
+            mode = os.stat(path).st_mode & 0o7777
+    tmp = directory / f".{path.name[:64]}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise PreconditionFailed("exists already", where=str(path)) from None
+            except OSError as exc:  # a file system without hard links (FAT, some shares)
+                if exc.errno not in _NO_LINKS:
+                    raise
+                if path.exists():
+                    raise PreconditionFailed("exists already", where=str(path)) from None
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(directory)
+        return file_etag(os.stat(path))
+    except PreconditionFailed:
+        raise
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StorageError(f"cannot write: {exc.strerror or exc}", where=str(path)) from exc

@@ -1,0 +1,224 @@
+"""file: one .ics/.vcf file per collection, as phones and most apps export them.
+
+``path`` names the file; a ``{collection}`` placeholder in its file name makes one file per
+collection. Records are addressed by their ident; a record's etag is its hash. Writes are
+buffered and made at :meth:`SingleFileCollection.flush` with one atomic rewrite of the
+file, keeping the file's own VCALENDAR properties (X-WR-CALNAME, METHOD, X- properties...),
+its unused VTIMEZONEs and the order of the records.
+
+A file holding a malformed record is read (the good records sync) but not rewritten until
+the broken record is fixed: rewriting it would drop what could not be read.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
+from pimsync.model.record import Kind, Record
+from pimsync.storage.base import CollectionInfo, Fetched, Listing, check_collection_id
+from pimsync.storage.fsutil import atomic_write, file_etag
+
+PLACEHOLDER = "{collection}"
+
+
+class SingleFileCollection:
+    def __init__(self, path: Path, collection_id: str, kind: Kind) -> None:
+        self.path = path
+        self.id = collection_id
+        self.kind = kind
+        self.where = str(path)
+        self._loaded_etag: str | None = None
+        self._records: dict[str, Record] = {}
+        self._wrapper: object | None = None
+        self._errors: list[MalformedRecord] = []
+        self._dirty = False
+
+    # reading -------------------------------------------------------------------------
+    def _stat_etag(self) -> str | None:
+        try:
+            return file_etag(os.stat(self.path))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read: {exc.strerror}", where=self.where) from exc
+
+    def _load(self) -> None:
+        from pimsync.model import split
+
+        try:
+            with open(self.path, "rb") as fh:
+                etag = file_etag(os.fstat(fh.fileno()))
+                data = fh.read()
+        except FileNotFoundError:
+            raise NotFound("file does not exist", where=self.where) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read: {exc.strerror}", where=self.where) from exc
+        result = split(data, self.kind, self.where)
+        self._records = {}
+        errors = list(result.errors)
+        for record in result.records:
+            if record.ident in self._records:
+                errors.append(
+                    MalformedRecord(
+                        f"UID {record.ident!r} occurs twice", where=self.where, uid=record.ident
+                    )
+                )
+                continue
+            self._records[record.ident] = record
+        self._wrapper = result.wrapper
+        self._errors = errors
+        self._loaded_etag = etag
+        self._dirty = False
+
+    def list(self, token: str | None = None) -> Listing:
+        current = self._stat_etag()
+        if current is None:
+            raise NotFound("file does not exist", where=self.where)
+        if token is not None and token == current:
+            return Listing(items={}, token=current, delta=True)
+        self._load()
+        items: dict[str, str | None] = {i: r.hash for i, r in self._records.items()}
+        return Listing(items=items, token=self._loaded_etag, errors=list(self._errors))
+
+    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+        if self._loaded_etag is None:
+            self._load()
+        for href in hrefs:
+            record = self._records.get(href)
+            if record is None:
+                yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=self.where))
+            else:
+                yield Fetched(href, record.hash, record=record)
+
+    # writing -------------------------------------------------------------------------
+    def _check(self, href: str, etag: str | None) -> None:
+        if self._loaded_etag is None:
+            self._load()
+        current = self._records.get(href)
+        if etag is None:
+            if current is not None:
+                raise PreconditionFailed(f"record {href!r} exists already", where=self.where)
+        elif current is None or current.hash != etag:
+            raise PreconditionFailed(f"record {href!r} changed", where=self.where)
+
+    def create(self, record: Record) -> tuple[str, str]:
+        self._check(record.ident, None)
+        self._records[record.ident] = record
+        self._dirty = True
+        return record.ident, record.hash
+
+    def update(self, href: str, record: Record, etag: str) -> str:
+        self._check(href, etag)
+        if record.ident != href:
+            raise StorageError(f"record {record.ident!r} cannot replace {href!r}", where=self.where)
+        self._records[href] = record
+        self._dirty = True
+        return record.hash
+
+    def delete(self, href: str, etag: str) -> None:
+        if self._loaded_etag is None:
+            self._load()
+        if href not in self._records:
+            return
+        self._check(href, etag)
+        del self._records[href]
+        self._dirty = True
+
+    def flush(self) -> str | None:
+        """Rewrite the file if anything changed; return the file's new token."""
+        if not self._dirty:
+            return None
+        from pimsync.model import join
+
+        self._dirty = False
+        loaded, self._loaded_etag = self._loaded_etag, None  # re-read after any failure
+        if self._errors:
+            raise StorageError(
+                f"not rewritten: it holds a record that cannot be read ({self._errors[0]}); "
+                "fix or remove that record and run again",
+                where=self.where,
+            )
+        if self._stat_etag() != loaded:
+            raise PreconditionFailed("changed while syncing", where=self.where)
+        data = join(self._records.values(), self.kind, self._wrapper)  # type: ignore[arg-type]
+        self._loaded_etag = atomic_write(self.path, data)
+        return self._loaded_etag
+
+    def get_meta(self, key: str) -> str | None:
+        if self.kind != "ics":
+            return None
+        if self._loaded_etag is None:
+            try:
+                self._load()
+            except NotFound:
+                return None
+        name = {"displayname": "X-WR-CALNAME", "color": "X-APPLE-CALENDAR-COLOR"}.get(key)
+        if name is None or self._wrapper is None:
+            return None
+        for line in getattr(self._wrapper, "lines", ()):
+            head, _, value = line.partition(":")
+            if head.split(";", 1)[0].upper() == name:
+                return value.strip() or None
+        return None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        return None  # metadata of a file collection is whatever the file says
+
+
+class SingleFileStorage:
+    def __init__(self, name: str, path: Path, kind: Kind, read_only: bool) -> None:
+        self.name = name
+        self.path = path
+        self.kind = kind
+        self.read_only = read_only
+        text = str(path)
+        if PLACEHOLDER in text:
+            head, tail = text.split(PLACEHOLDER, 1)
+            self._prefix, self._suffix = head, tail
+        else:
+            self._prefix = self._suffix = None
+
+    def _path_for(self, collection_id: str) -> Path:
+        if self._prefix is None:
+            if collection_id != self.path.stem:
+                raise NotFound(
+                    f"no collection {collection_id!r}: this storage is one file (collection "
+                    f"{self.path.stem!r}); put {{collection}} in its path for more",
+                    where=str(self.path),
+                )
+            return self.path
+        check_collection_id(collection_id, str(self.path))
+        return Path(self._prefix + collection_id + self._suffix)
+
+    def collections(self) -> list[CollectionInfo]:
+        if self._prefix is None:
+            return [CollectionInfo(self.path.stem)] if self.path.is_file() else []
+        pattern = glob.escape(self._prefix) + "*" + glob.escape(self._suffix or "")
+        out = []
+        for found in sorted(glob.glob(pattern)):
+            cid = found[len(self._prefix) : len(found) - len(self._suffix or "")]
+            if cid and "/" not in cid and not cid.startswith(".") and os.path.isfile(found):
+                out.append(CollectionInfo(cid))
+        return out
+
+    def collection(self, collection_id: str) -> SingleFileCollection:
+        return SingleFileCollection(self._path_for(collection_id), collection_id, self.kind)
+
+    def create_collection(self, collection_id: str) -> SingleFileCollection:
+        from pimsync.model import join
+
+        col = self.collection(collection_id)
+        if not col.path.exists():
+            try:
+                col.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create: {exc.strerror}", where=col.where) from exc
+            try:
+                atomic_write(col.path, join([], self.kind), exclusive=True)
+            except PreconditionFailed:
+                pass
+        return col

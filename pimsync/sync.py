@@ -1,0 +1,318 @@
+"""Sync one pair: pick its collections, read both sides, plan, execute, remember."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from pimsync.errors import MalformedRecord, NotFound, PimsyncError
+from pimsync.execute import Executor, Stats
+from pimsync.plan import Options, Plan, SideView, plan
+from pimsync.plan_types import Entry, Item, Side
+from pimsync.state import StateDB
+from pimsync.storage.base import Collection, Storage
+
+MAX_PASSES = 3  # a write that met a changed record is re-read and re-planned this often
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    name: str
+    collections: str | tuple[str, ...] = "all"
+    options: Options = Options()
+
+
+@dataclass
+class CollectionResult:
+    collection: str
+    stats: Stats = field(default_factory=Stats)
+    stopped: str | None = None  # why the collection was not synced
+    dry_run: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.stats.errors or self.stopped or self.stats.retry)
+
+    def summary(self) -> str:
+        s = self.stats
+        if self.stopped:
+            return f"stopped: {self.stopped}"
+
+        def side(x: Side) -> str:
+            return f"+{s.created[x]} ~{s.updated[x]} -{s.deleted[x]}"
+
+        text = f"a {side('a')}, b {side('b')}"
+        extras = []
+        if s.conflicts:
+            extras.append(f"{s.conflicts} conflict{'s' * (s.conflicts != 1)}")
+        if s.skipped:
+            extras.append(f"{s.skipped} not written (read-only)")
+        errors = len(s.errors) + len(s.retry)
+        extras.append(f"{errors} error{'s' * (errors != 1)}")
+        return f"{text}, {', '.join(extras)}"
+
+
+@dataclass
+class _Side:
+    view: SideView
+    token: str | None
+    complete: bool  # every change this listing reported was read
+
+
+class Reporter:
+    """Where the engine says what it does. The CLI replaces these."""
+
+    def action(self, line: str) -> None:  # -v: every action
+        pass
+
+    def error(self, line: str) -> None:  # every problem, as it happens
+        pass
+
+    def collection_done(self, pair: str, result: CollectionResult) -> None:
+        pass
+
+
+def read_side(
+    col: Collection,
+    side: Side,
+    entries: Mapping[str, Entry],
+    token: str | None,
+    read_only: bool,
+    errors: list[str],
+) -> _Side:
+    """List a collection and read what changed since the state; build the planner's view."""
+    listing = col.list(token)
+    known: dict[str, tuple[str, str, str]] = {}  # href -> (ident, etag, hash)
+    for ident, entry in entries.items():
+        k = entry.side(side)
+        if k is not None:
+            known[k.href] = (ident, k.etag, k.hash)
+    if listing.delta:
+        current: dict[str, str] = {href: etag for href, (_, etag, _) in known.items()}
+        for href, etag in listing.items.items():
+            if etag is None:
+                current.pop(href, None)
+            else:
+                current[href] = etag
+    else:
+        current = {href: etag for href, etag in listing.items.items() if etag is not None}
+
+    items: dict[str, Item] = {}
+    hrefs_of: dict[str, list[str]] = {}
+    skip: set[str] = set()
+    uncertain = False
+    changed: list[str] = []
+    for href, etag in current.items():
+        k = known.get(href)
+        if k is not None and k[1] == etag:
+            items[k[0]] = Item(href, etag, k[2])
+            hrefs_of.setdefault(k[0], []).append(href)
+        else:
+            changed.append(href)
+
+    def unreadable(href: str | None, exc: PimsyncError, uid: str | None) -> None:
+        nonlocal uncertain
+        errors.append(f"{side}: {exc}")
+        ident = known[href][0] if href in known else uid
+        if ident is None:
+            uncertain = True
+        else:
+            skip.add(ident)
+
+    for exc in listing.errors:
+        unreadable(None, exc, exc.uid)
+    if changed:
+        for fetched in col.get(changed):
+            if fetched.record is not None:
+                record = fetched.record
+                items[record.ident] = Item(fetched.href, fetched.etag, record.hash, record)
+                hrefs_of.setdefault(record.ident, []).append(fetched.href)
+            elif isinstance(fetched.error, NotFound):
+                continue  # deleted between listing and reading: it is gone
+            else:
+                assert fetched.error is not None
+                uid = fetched.error.uid if isinstance(fetched.error, MalformedRecord) else None
+                unreadable(fetched.href, fetched.error, uid)
+    for ident, hrefs in hrefs_of.items():
+        if len(hrefs) > 1:
+            errors.append(
+                f"{side}: {col.where}: UID {ident!r} is used by {len(hrefs)} records: "
+                f"{', '.join(sorted(hrefs))}; none of them is synced until only one is left"
+            )
+            skip.add(ident)
+            items.pop(ident, None)
+    complete = not uncertain and not skip
+    view = SideView(items, frozenset(skip), uncertain, read_only)
+    return _Side(view, listing.token, complete)
+
+
+def sync_collection(
+    pair: PairSettings,
+    collection: str,
+    cols: dict[Side, Collection],
+    read_only: dict[Side, bool],
+    db: StateDB,
+    reporter: Reporter,
+    *,
+    dry_run: bool = False,
+) -> CollectionResult:
+    """Sync one collection. A record that changed between reading and writing is read and
+    planned again (up to MAX_PASSES passes); it is never overwritten blindly."""
+    result = CollectionResult(collection)
+    name = pair.name
+    where = f"{name}/{collection}"
+    for attempt in range(1, MAX_PASSES + 1):
+        entries = db.entries(name, collection)
+        tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
+        read_errors: list[str] = []
+        sides = {
+            s: read_side(cols[s], s, entries, tokens[s], read_only[s], read_errors)
+            for s in ("a", "b")
+        }
+        the_plan: Plan = plan(
+            sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options
+        )
+        executor = None
+        if the_plan.stop:
+            result.stopped = the_plan.stop
+        elif dry_run:
+            result.dry_run = [str(a) for a in the_plan.actions]
+            for line in result.dry_run:
+                reporter.action(f"{where}: would {line}")
+        else:
+            executor = Executor(
+                cols, db, name, collection, lambda x: reporter.action(f"{where}: {x}")
+            )
+            stats = executor.run(the_plan.actions)
+            for line in stats.errors:
+                reporter.error(f"{where}: {line}")
+            retry, stats.retry = stats.retry, set()
+            result.stats.add(stats)
+            if retry and attempt < MAX_PASSES:
+                continue  # read again and plan those records anew
+            result.stats.retry = retry
+        for line in read_errors:
+            reporter.error(f"{where}: {line}")
+        result.stats.errors[:0] = read_errors
+        if executor is not None:
+            clean = not result.failed
+            new_tokens = {
+                s: executor.tokens.get(s, sides[s].token) if clean and sides[s].complete else None
+                for s in ("a", "b")
+            }
+            with db.transaction():
+                db.set_tokens(name, collection, new_tokens["a"], new_tokens["b"])
+                if clean:
+                    db.clear_pending(name, collection)
+        break
+    if result.stopped:
+        reporter.error(f"{where}: {result.stopped}")
+    if not dry_run:
+        failures = result.stats.errors + ([result.stopped] if result.stopped else [])
+        failures += [f"{ident}: changed during every attempt" for ident in result.stats.retry]
+        status = "stopped" if result.stopped else ("errors" if result.failed else "ok")
+        with db.transaction():
+            db.finish_run(name, collection, status, result.summary(), failures)
+    return result
+
+
+def pick_collections(setting: str | tuple[str, ...], a: set[str], b: set[str]) -> list[str]:
+    if setting == "all":
+        return sorted(a | b)
+    if setting == "from a":
+        return sorted(a)
+    if setting == "from b":
+        return sorted(b)
+    return list(setting)
+
+
+def sync_pair(
+    pair: PairSettings,
+    storages: dict[Side, Storage],
+    db: StateDB,
+    reporter: Reporter,
+    *,
+    dry_run: bool = False,
+    force_delete: bool = False,
+) -> list[CollectionResult]:
+    present = {s: {c.id for c in storages[s].collections()} for s in ("a", "b")}
+    wanted = pick_collections(pair.collections, present["a"], present["b"])
+    known = set(db.known_collections(pair.name))
+    results = []
+    for cid in wanted:
+        cols: dict[Side, Collection] = {}
+        problem = None
+        for s in ("a", "b"):
+            storage = storages[s]  # type: ignore[index]
+            if cid in present[s]:
+                cols[s] = storage.collection(cid)  # type: ignore[index]
+                continue
+            if cid in known and db.entries(pair.name, cid) and not force_delete:
+                problem = (
+                    f"collection {cid!r} is gone from storage {storage.name!r} ({s}) but was "
+                    "synced before; nothing was changed. To delete its records on the other "
+                    "side too, run again with --force-delete"
+                )
+                break
+            if storage.read_only:
+                problem = f"collection {cid!r} does not exist in read-only storage {storage.name!r}"
+                break
+            if dry_run:
+                reporter.action(f"{pair.name}/{cid}: would create collection on {s}")
+                cols[s] = _EmptyCollection(cid, storage.kind)  # type: ignore[index]
+                continue
+            try:
+                cols[s] = storage.create_collection(cid)  # type: ignore[index]
+                reporter.action(f"{pair.name}/{cid}: created collection on {s} ({storage.name})")
+            except PimsyncError as exc:
+                problem = f"cannot create collection {cid!r} in {storage.name!r}: {exc}"
+                break
+        if problem:
+            result = CollectionResult(cid, stopped=problem)
+            reporter.error(f"{pair.name}/{cid}: {problem}")
+            if not dry_run:
+                with db.transaction():
+                    db.finish_run(pair.name, cid, "stopped", result.summary(), [problem])
+        else:
+            read_only = {s: storages[s].read_only for s in ("a", "b")}
+            options = pair.options
+            if force_delete and not options.force_delete:
+                options = Options(options.conflict, True)
+            settings = PairSettings(pair.name, pair.collections, options)
+            try:
+                result = sync_collection(
+                    settings,
+                    cid,
+                    cols,
+                    read_only,
+                    db,
+                    reporter,
+                    dry_run=dry_run,  # type: ignore[arg-type]
+                )
+            except PimsyncError as exc:
+                result = CollectionResult(cid, stopped=str(exc))
+                reporter.error(f"{pair.name}/{cid}: {exc}")
+        reporter.collection_done(pair.name, result)
+        results.append(result)
+    return results
+
+
+class _EmptyCollection:
+    """Stands for a collection that a dry run would create."""
+
+    def __init__(self, cid: str, kind: str) -> None:
+        from pimsync.storage.base import Listing
+
+        self.id = cid
+        self.kind = kind
+        self.where = f"(new collection {cid})"
+        self._listing = Listing(items={})
+
+    def list(self, token: str | None = None) -> object:
+        return self._listing
+
+    def get(self, hrefs: object) -> list[object]:
+        return []
+
+
+Callback = Callable[[str], None]

@@ -1,0 +1,208 @@
+"""The planner's decision table, one case per row (see docs/sync-algorithm.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pimsync.model.record import Record
+from pimsync.plan import Copy, Delete, Duplicate, Forget, Options, SaveState, SideView, plan
+from pimsync.plan_types import Entry, Item, Known, Pending
+
+
+def rec(ident: str, h: str) -> Record:
+    return Record(ident, "vcf", f"BEGIN:VCARD\r\nUID:{ident}\r\nEND:VCARD\r\n", h, ident)
+
+
+def item(ident: str, h: str, href: str | None = None, etag: str = "e") -> Item:
+    return Item(href or f"{ident}.vcf", etag + h, h, rec(ident, h))
+
+
+def known(ident: str, h: str, href: str | None = None, etag: str = "e") -> Known:
+    return Known(href or f"{ident}.vcf", etag + h, h)
+
+
+def view(*items: tuple[str, Item], **kw) -> SideView:
+    return SideView(dict(items), **kw)
+
+
+def entry(ident: str, ha: str | None, hb: str | None) -> Entry:
+    return Entry(ident, known(ident, ha) if ha else None, known(ident, hb) if hb else None)
+
+
+def only(p):
+    assert p.stop is None
+    assert len(p.actions) == 1, p.actions
+    return p.actions[0]
+
+
+# -- no state ---------------------------------------------------------------------------
+def test_new_on_a_is_created_on_b():
+    act = only(plan(view(("x", item("x", "1"))), view(), {}))
+    assert isinstance(act, Copy) and act.to == "b" and act.target is None
+
+
+def test_new_on_b_is_created_on_a():
+    act = only(plan(view(), view(("x", item("x", "1"))), {}))
+    assert isinstance(act, Copy) and act.to == "a"
+
+
+def test_first_sync_same_content_only_records_state():
+    act = only(plan(view(("x", item("x", "1"))), view(("x", item("x", "1", etag="f"))), {}))
+    assert isinstance(act, SaveState)
+    assert act.a.hash == act.b.hash == "1"
+
+
+def test_first_sync_different_content_is_a_conflict():
+    act = only(
+        plan(
+            view(("x", item("x", "1"))), view(("x", item("x", "2"))), {}, options=Options("b wins")
+        )
+    )
+    assert isinstance(act, Copy) and act.to == "a" and act.reason.startswith("conflict")
+
+
+# -- with state ------------------------------------------------------------------------
+def test_nothing_changed_nothing_done():
+    p = plan(view(("x", item("x", "1"))), view(("x", item("x", "1"))), {"x": entry("x", "1", "1")})
+    assert p.actions == []
+
+
+def test_etag_moved_same_hash_only_saves_state():
+    a = view(("x", item("x", "1", etag="moved")))
+    act = only(plan(a, view(("x", item("x", "1"))), {"x": entry("x", "1", "1")}))
+    assert isinstance(act, SaveState) and act.a.etag == "moved1"
+
+
+def test_changed_on_a_updates_b():
+    act = only(
+        plan(view(("x", item("x", "2"))), view(("x", item("x", "1"))), {"x": entry("x", "1", "1")})
+    )
+    assert isinstance(act, Copy) and act.to == "b" and act.target.hash == "1"
+
+
+def test_changed_on_b_updates_a():
+    act = only(
+        plan(view(("x", item("x", "1"))), view(("x", item("x", "2"))), {"x": entry("x", "1", "1")})
+    )
+    assert isinstance(act, Copy) and act.to == "a"
+
+
+def test_deleted_on_a_deletes_on_b():
+    act = only(
+        plan(
+            view(),
+            view(("x", item("x", "1"))),
+            {"x": entry("x", "1", "1")},
+            options=Options(force_delete=True),
+        )
+    )
+    assert isinstance(act, Delete) and act.on == "b"
+
+
+def test_deleted_on_b_deletes_on_a():
+    a = view(("x", item("x", "1")), ("y", item("y", "1")))
+    b = view(("y", item("y", "1")))
+    state = {"x": entry("x", "1", "1"), "y": entry("y", "1", "1")}
+    act = only(plan(a, b, state))
+    assert isinstance(act, Delete) and act.on == "a" and act.ident == "x"
+
+
+def test_edit_beats_delete():
+    a = view(("x", item("x", "2")), ("y", item("y", "1")))
+    b = view(("y", item("y", "1")))
+    state = {"x": entry("x", "1", "1"), "y": entry("y", "1", "1")}
+    act = only(plan(a, b, state))
+    assert isinstance(act, Copy) and act.to == "b" and act.target is None
+    assert act.reason == "edit wins over delete"
+
+
+def test_deleted_on_both_is_forgotten():
+    a = view(("y", item("y", "1")))
+    b = view(("y", item("y", "1")))
+    act = only(plan(a, b, {"x": entry("x", "1", "1"), "y": entry("y", "1", "1")}))
+    assert isinstance(act, Forget) and act.ident == "x"
+
+
+def test_same_change_on_both_sides_saves_state():
+    act = only(
+        plan(view(("x", item("x", "2"))), view(("x", item("x", "2"))), {"x": entry("x", "1", "1")})
+    )
+    assert isinstance(act, SaveState) and act.record is not None
+
+
+@pytest.mark.parametrize(("policy", "to"), [("a wins", "b"), ("b wins", "a"), ("keep both", "b")])
+def test_conflict_policies(policy, to):
+    a, b = view(("x", item("x", "2"))), view(("x", item("x", "3")))
+    p = plan(a, b, {"x": entry("x", "1", "1")}, options=Options(policy))
+    copy = p.actions[0]
+    assert isinstance(copy, Copy) and copy.to == to and copy.reason.startswith("conflict")
+
+
+def test_empty_side_stops_the_collection():
+    p = plan(view(), view(("x", item("x", "1"))), {"x": entry("x", "1", "1")})
+    assert p.actions == [] and "--force-delete" in p.stop
+
+
+def test_malformed_record_is_skipped_and_counterpart_kept():
+    a = view(("y", item("y", "1")), skip=frozenset({"x"}))
+    b = view(("x", item("x", "1")), ("y", item("y", "1")))
+    p = plan(a, b, {"x": entry("x", "1", "1"), "y": entry("y", "1", "1")})
+    assert p.actions == []
+
+
+def test_uncertain_side_propagates_no_deletion():
+    a = view(("y", item("y", "1")), uncertain=True)
+    b = view(("x", item("x", "1")), ("y", item("y", "1")))
+    p = plan(a, b, {"x": entry("x", "1", "1"), "y": entry("y", "1", "1")})
+    assert p.actions == []
+
+
+def test_read_only_side_is_never_written():
+    a = view(("x", item("x", "2")), ("n", item("n", "1")))
+    b = view(("x", item("x", "1")), read_only=True)
+    p = plan(a, b, {"x": entry("x", "1", "1")})
+    assert all(isinstance(act, SaveState) for act in p.actions)
+    assert {act.ident for act in p.actions} == {"x", "n"}
+    # the read-only side keeps its old state, so a later change there is still seen
+    x = next(act for act in p.actions if act.ident == "x")
+    assert x.b.hash == "1" and x.a.hash == "2"
+
+
+def test_read_only_side_changes_still_flow_out():
+    a = view(("x", item("x", "1")))
+    b = view(("x", item("x", "2")), read_only=True)
+    act = only(plan(a, b, {"x": entry("x", "1", "1")}))
+    assert isinstance(act, Copy) and act.to == "a"
+
+
+def test_pending_write_that_landed_becomes_the_base():
+    # A crashed run wrote version 2 to b; then a was edited to 3. Without the pending note
+    # this would be a conflict; with it, only a changed.
+    a = view(("x", item("x", "3")))
+    b = view(("x", item("x", "2")))
+    pending = [Pending("x", "b", "2", "2")]
+    act = only(plan(a, b, {"x": entry("x", "1", "1")}, pending))
+    assert isinstance(act, Copy) and act.to == "b" and not act.reason
+
+
+def test_pending_create_without_state():
+    a = view(("x", item("x", "3")))
+    b = view(("x", item("x", "2")))
+    act = only(plan(a, b, {}, [Pending("x", "b", "2", "2")]))
+    assert isinstance(act, Copy) and act.to == "b"
+
+
+def test_pending_write_that_did_not_land_is_ignored():
+    a = view(("x", item("x", "2")))
+    b = view(("x", item("x", "1")))
+    act = only(plan(a, b, {"x": entry("x", "1", "1")}, [Pending("x", "b", "2", "2")]))
+    # b still holds 1: the landed check fails for b... but a holds 2 = the written hash's
+    # source; the plan is still "copy a to b"
+    assert isinstance(act, Copy) and act.to == "b"
+
+
+def test_keep_both_duplicates_the_loser():
+    a, b = view(("x", item("x", "2"))), view(("x", item("x", "3")))
+    p = plan(a, b, {"x": entry("x", "1", "1")}, options=Options("keep both"))
+    dup = [act for act in p.actions if isinstance(act, Duplicate)]
+    assert len(dup) == 1 and dup[0].sides == ("a", "b")
