@@ -228,10 +228,7 @@ def _pending(action: Action) -> list[tuple[Pending, bytes | None]]:
     if isinstance(action, Delete):
         return [(Pending(action.ident, action.on, None, None), None)]
     if isinstance(action, Duplicate):
-        h = action.record.hash
-        both = len(action.sides) == 2
-        return [
-            (Pending(action.ident, side, h, h if both else None), action.record.to_bytes())
-            for side in action.sides
-        ]
+        # a new record: neither side held it when the write was planned
+        body = action.record.to_bytes()
+        return [(Pending(action.ident, side, action.record.hash, None), body) for side in action.sides]
     return []

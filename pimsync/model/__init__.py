@@ -1,0 +1,36 @@
+"""The model layer: pure functions to split, join, read, normalise and hash records.
+
+Importing this package does not import icalendar or vobject: they are imported by the
+functions that need them (line parsing, validation), so a run with nothing to do never
+pays for them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pimsync.model.info import newest_key, summary, with_uid
+from pimsync.model.record import CONTENT_IDENT_PREFIX, Kind, Record
+from pimsync.model.split import SplitResult, Wrapper, join, parse_record, split
+
+__all__ = [
+    "CONTENT_IDENT_PREFIX",
+    "Kind",
+    "Record",
+    "SplitResult",
+    "Wrapper",
+    "join",
+    "kind_for_path",
+    "newest_key",
+    "parse_record",
+    "split",
+    "summary",
+    "with_uid",
+]
+
+_EXTENSIONS: dict[str, Kind] = {".ics": "ics", ".vcf": "vcf", ".vcard": "vcf"}
+
+
+def kind_for_path(path: str) -> Kind | None:
+    """The kind of record a file holds, from its extension (case-insensitive)."""
+    return _EXTENSIONS.get(os.path.splitext(path)[1].lower())
