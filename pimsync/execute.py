@@ -73,6 +73,8 @@ class Executor:
         self.collection = collection
         self.log = log
         self.stats = Stats()
+        #: idents whose "keep both" copy failed: their winner must not replace anything
+        self._blocked: set[str] = set()
         #: tokens returned by flushes: what a side's token is after our own writes
         self.tokens: dict[Side, str] = {}
 
@@ -117,7 +119,15 @@ class Executor:
                 with self.db.transaction():
                     self.db.add_pending(self.pair, self.collection, notes)
 
-        outcomes = [self._apply(action) for action in prepared]
+        outcomes = []
+        for action in prepared:
+            if isinstance(action, Copy) and action.ident in self._blocked:
+                self.stats.retry.add(action.ident)
+                continue
+            outcome = self._apply(action)
+            if isinstance(action, Duplicate) and outcome.error is not None:
+                self._blocked.add(action.origin)
+            outcomes.append(outcome)
 
         for side, col in self.cols.items():
             if not any(side in o.sides for o in outcomes if o.error is None):
@@ -230,5 +240,7 @@ def _pending(action: Action) -> list[tuple[Pending, bytes | None]]:
     if isinstance(action, Duplicate):
         # a new record: neither side held it when the write was planned
         body = action.record.to_bytes()
-        return [(Pending(action.ident, side, action.record.hash, None), body) for side in action.sides]
+        return [
+            (Pending(action.ident, side, action.record.hash, None), body) for side in action.sides
+        ]
     return []

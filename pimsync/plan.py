@@ -78,6 +78,7 @@ class Duplicate:
     record: Record
     sides: tuple[Side, ...]
     reason: str = ""
+    origin: str = ""  # the ident whose conflicting version this keeps
 
     def __str__(self) -> str:
         return f"create {self.ident} on {' and '.join(self.sides)} ({self.reason})"
@@ -315,19 +316,33 @@ class _Planner:
             self.save(ident, A, B, f"conflict ({why}); {loser} is read-only: left as is")
             return
         reason = f"conflict: {why}; {policy}" + (f" ({winner})" if policy == "newest" else "")
+        if policy == "keep both" and not self.keep_both(ident, B, reason):
+            return
         self.copy(ident, loser, items[winner], items[loser], known[loser], reason)
-        if policy == "keep both":
-            self.keep_both(ident, B, reason)
 
-    def keep_both(self, ident: str, loser: Item, reason: str) -> None:
+    def keep_both(self, ident: str, loser: Item, reason: str) -> bool:
+        """Keep the losing version as a new record before the winner replaces it. The copy
+        is planned first, and the executor replaces nothing whose copy failed. Returns
+        False when the version cannot be kept (then nothing is overwritten)."""
         from pimsync.model import with_uid
 
         if loser.record is None:  # cannot happen: a conflicting version is always read
-            return
-        new_uid = f"{ident}-conflict-{loser.hash[:8]}"
+            return False
+        for length in (8, 16, 64):
+            new_uid = f"{ident}-conflict-{loser.hash[:length]}"
+            copy = with_uid(loser.record, new_uid)
+            there = [v.items[new_uid] for v in self.views.values() if new_uid in v.items]
+            if not there:
+                break
+            if all(item.hash == copy.hash for item in there):
+                return True  # kept by an earlier (interrupted) run; it syncs by itself
+        else:
+            return False
         sides = tuple(s for s in ("a", "b") if not self.views[s].read_only)
-        if sides:
-            self.actions.append(Duplicate(new_uid, with_uid(loser.record, new_uid), sides, reason))
+        if not sides:
+            return False
+        self.actions.append(Duplicate(new_uid, copy, sides, reason, origin=ident))
+        return True
 
 
 def _newer(x: Record | None, y: Record | None) -> bool:

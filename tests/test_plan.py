@@ -134,7 +134,7 @@ def test_same_change_on_both_sides_saves_state():
 def test_conflict_policies(policy, to):
     a, b = view(("x", item("x", "2"))), view(("x", item("x", "3")))
     p = plan(a, b, {"x": entry("x", "1", "1")}, options=Options(policy))
-    copy = p.actions[0]
+    [copy] = [act for act in p.actions if isinstance(act, Copy)]
     assert isinstance(copy, Copy) and copy.to == to and copy.reason.startswith("conflict")
 
 
@@ -205,4 +205,6 @@ def test_keep_both_duplicates_the_loser():
     a, b = view(("x", item("x", "2"))), view(("x", item("x", "3")))
     p = plan(a, b, {"x": entry("x", "1", "1")}, options=Options("keep both"))
     dup = [act for act in p.actions if isinstance(act, Duplicate)]
-    assert len(dup) == 1 and dup[0].sides == ("a", "b")
+    assert len(dup) == 1 and dup[0].sides == ("a", "b") and dup[0].origin == "x"
+    # the losing version is kept before the winner replaces it
+    assert p.actions.index(dup[0]) < next(i for i, a in enumerate(p.actions) if isinstance(a, Copy))
