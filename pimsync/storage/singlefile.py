@@ -159,7 +159,8 @@ class SingleFileCollection:
         name = {"displayname": "X-WR-CALNAME", "color": "X-APPLE-CALENDAR-COLOR"}.get(key)
         if name is None or self._wrapper is None:
             return None
-        for line in getattr(self._wrapper, "lines", ()):
+        for prop in getattr(self._wrapper, "properties", ()):
+            line = prop.replace("\r\n ", "").replace("\r\n\t", "")
             head, _, value = line.partition(":")
             if head.split(";", 1)[0].upper() == name:
                 return value.strip() or None
