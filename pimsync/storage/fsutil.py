@@ -18,7 +18,8 @@ def file_etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the renames and removals in a directory durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -26,11 +27,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o600) -> str:
+def atomic_write(
+    path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o600, sync_dir: bool = True
+) -> str:
     """Write ``data`` to ``path`` atomically and return the new file's etag.
 
     A file that is replaced keeps its permission bits; a new one gets ``mode`` (0600 by
-    default: calendars and contacts are personal data).
+    default: calendars and contacts are personal data). With ``sync_dir=False`` the
+    caller fsyncs the directory itself (once for many writes) before relying on them.
 
     With ``exclusive`` the write fails with :class:`PreconditionFailed` if ``path`` exists
     (the file is linked into place, which is atomic and refuses to overwrite).
@@ -67,7 +71,8 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False, mode: int 
                     os.unlink(tmp)
         else:
             os.replace(tmp, path)
-        _fsync_dir(directory)
+        if sync_dir:
+            fsync_dir(directory)
         return file_etag(os.stat(path))
     except PreconditionFailed:
         raise

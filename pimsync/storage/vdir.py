@@ -15,7 +15,7 @@ from pathlib import Path
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
 from pimsync.model.record import Kind, Record
 from pimsync.storage.base import CollectionInfo, Fetched, Listing, check_collection_id
-from pimsync.storage.fsutil import atomic_write, file_etag
+from pimsync.storage.fsutil import atomic_write, file_etag, fsync_dir
 
 META_KEYS = ("displayname", "color")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}")
@@ -36,6 +36,12 @@ class VdirCollection:
         self.kind = kind
         self.fileext = fileext
         self.where = str(path)
+        self._unsynced = False  # renames or removals not yet made durable (see flush)
+
+    def _write(self, path: Path, record: Record, exclusive: bool) -> str:
+        etag = atomic_write(path, record.to_bytes(), exclusive=exclusive, sync_dir=False)
+        self._unsynced = True
+        return etag
 
     def _file(self, href: str) -> Path:
         if (
@@ -100,13 +106,13 @@ class VdirCollection:
         href = href_for(record.ident, self.fileext)
         path = self._file(href)
         try:
-            return href, atomic_write(path, record.to_bytes(), exclusive=True)
+            return href, self._write(path, record, exclusive=True)
         except PreconditionFailed:
             if self._holds_ident(path, record.ident):
                 raise
         # Another record already uses that name: pick a fresh one.
         alt = href_for(f"{record.ident}\0{os.urandom(8).hex()}", self.fileext)
-        return alt, atomic_write(self._file(alt), record.to_bytes(), exclusive=True)
+        return alt, self._write(self._file(alt), record, exclusive=True)
 
     def _holds_ident(self, path: Path, ident: str) -> bool:
         from pimsync.model import parse_record
@@ -123,7 +129,7 @@ class VdirCollection:
             raise PreconditionFailed(
                 "changed since it was listed" if current else "vanished", where=str(path)
             )
-        return atomic_write(path, record.to_bytes())
+        return self._write(path, record, exclusive=False)
 
     def delete(self, href: str, etag: str) -> None:
         path = self._file(href)
@@ -134,13 +140,21 @@ class VdirCollection:
             raise PreconditionFailed("changed since it was listed", where=str(path))
         try:
             os.unlink(path)
+            self._unsynced = True
         except FileNotFoundError:
             return
         except OSError as exc:
             raise StorageError(f"cannot delete: {exc.strerror}", where=str(path)) from exc
 
     def flush(self) -> None:
-        return None
+        """Each file was fsynced when written; one fsync of the directory makes all the
+        renames and removals since the last flush durable (before the state records them)."""
+        if self._unsynced:
+            try:
+                fsync_dir(self.path)
+            except OSError as exc:
+                raise StorageError(f"cannot sync: {exc.strerror}", where=self.where) from exc
+            self._unsynced = False
 
     def get_meta(self, key: str) -> str | None:
         if key not in META_KEYS:
