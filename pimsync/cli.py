@@ -136,19 +136,25 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
         )
         return EXIT_USAGE
     names = args.pairs or list(config.pairs)
+    # Build every storage first: a storage this version cannot use is a config error
+    # (exit 2) before anything is synced, not halfway through.
+    storages = {
+        n: open_storage(config.storages[n])
+        for name in names
+        for n in (config.pairs[name].a, config.pairs[name].b)
+    }
     failed = False
-    with StateDB(config.general.state_dir, lock_timeout=config.general.lock_timeout) as db:
+    state = StateDB(
+        config.general.state_dir, lock_timeout=config.general.lock_timeout, readonly=args.dry_run
+    )
+    with state as db:
         for name in names:
             pair = config.pairs[name]
             try:
-                storages = {
-                    "a": open_storage(config.storages[pair.a]),
-                    "b": open_storage(config.storages[pair.b]),
-                }
                 settings = PairSettings(name, pair.collections, Options(pair.conflict))  # type: ignore[arg-type]
                 results = sync_pair(
                     settings,
-                    storages,  # type: ignore[arg-type]
+                    {"a": storages[pair.a], "b": storages[pair.b]},  # type: ignore[arg-type]
                     db,
                     reporter,  # type: ignore[arg-type]
                     dry_run=args.dry_run,
@@ -196,13 +202,14 @@ def _check(config: object) -> int:
     from pimsync.storage import open_storage
 
     assert isinstance(config, Config)
+    storages = {name: open_storage(cfg) for name, cfg in config.storages.items()}
     print(f"config {config.path}: ok")
     failed = False
     found: dict[str, set[str]] = {}
     for name, cfg in config.storages.items():
         where = cfg.path or cfg.url
         try:
-            ids = [c.id for c in open_storage(cfg).collections()]
+            ids = [c.id for c in storages[name].collections()]
         except ConfigError:
             raise
         except PimsyncError as exc:

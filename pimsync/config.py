@@ -660,11 +660,11 @@ class _Loader:
                     key,
                     f"expected collection names (strings), got {_toml_type(item)} ({_show(item)})",
                 )
-            if not item.strip() or "/" in item or ".." in item:
+            if not item.strip() or item.startswith(".") or any(c in item for c in "/\\\0"):
                 raise self.error(
                     key,
-                    f"{item!r} is not a valid collection name; it must be non-empty and "
-                    "contain no '/' or '..'",
+                    f"{item!r} is not a valid collection name; it must be non-empty, not "
+                    "start with '.' and contain no '/' or '\\'",
                 )
             if item in seen:
                 raise self.error(key, f"{item!r} is listed twice")

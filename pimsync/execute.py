@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
 from pimsync.model.record import Record
-from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, SaveState
+from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, SaveState, Skip
 from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
 from pimsync.state import StateDB
 from pimsync.storage.base import Collection
@@ -121,6 +121,11 @@ class Executor:
 
         outcomes = []
         for action in prepared:
+            if isinstance(action, Skip):
+                self.log(str(action))
+                self.stats.skipped += 1
+                self.stats.conflicts += action.reason.startswith("conflict")
+                continue
             if isinstance(action, Copy) and action.ident in self._blocked:
                 self.stats.retry.add(action.ident)
                 continue
@@ -177,10 +182,6 @@ class Executor:
         elif isinstance(action, Duplicate):
             for side in o.sides:
                 self.stats.created[side] += 1
-        elif isinstance(action, SaveState) and "read-only" in action.reason:
-            self.stats.skipped += 1
-            if action.reason.startswith("conflict"):
-                self.stats.conflicts += 1
 
     def _apply(self, action: Action) -> _Outcome:
         try:

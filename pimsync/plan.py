@@ -101,6 +101,21 @@ class SaveState:
 
 
 @dataclass(frozen=True, slots=True)
+class Skip:
+    """A write that a read-only side would need. Nothing is done and nothing is noted in
+    the state, so the difference is seen, and reported, on every run until it is gone."""
+
+    ident: str
+    on: Side
+    what: str  # create, update or delete
+    reason: str = ""
+
+    def __str__(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"not written: {self.what} {self.ident} on {self.on}, which is read-only{why}"
+
+
+@dataclass(frozen=True, slots=True)
 class Forget:
     """Both sides have deleted the record: drop it from the state."""
 
@@ -110,7 +125,7 @@ class Forget:
         return f"forget {self.ident} (deleted on both sides)"
 
 
-Action = Copy | Delete | Duplicate | SaveState | Forget
+Action = Copy | Delete | Duplicate | SaveState | Skip | Forget
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +245,8 @@ class _Planner:
         reason: str = "",
     ) -> None:
         if self.views[to].read_only:
-            # Nothing is written to a read-only side. Remember what the other side holds
-            # so that the change is not planned again; the read-only side keeps its state.
-            kept = target.known() if target is not None and known_to is None else known_to
-            pair = {to: kept, other(to): source.known()}
-            self.save(ident, pair["a"], pair["b"], f"{to} is read-only: not written")
+            what = "create" if target is None else "update"
+            self.actions.append(Skip(ident, to, what, reason))
             return
         self.actions.append(Copy(ident, to, source, target, reason))
 
@@ -275,8 +287,7 @@ class _Planner:
             elif self.views[gone].uncertain:
                 return  # something unreadable on that side may be this record: wait
             elif self.views[other(gone)].read_only:
-                pair = {gone: None, other(gone): keep.known()}
-                self.save(ident, pair["a"], pair["b"], f"{other(gone)} is read-only: not deleted")
+                self.actions.append(Skip(ident, other(gone), "delete"))
             else:
                 self.actions.append(Delete(ident, other(gone), keep))
         elif sa == "same" and sb == "absent":
@@ -307,14 +318,6 @@ class _Planner:
         loser = other(winner)
         items = {"a": A, "b": B}
         known = {"a": entry.a if entry else None, "b": entry.b if entry else None}
-        if (
-            self.views[loser].read_only
-            and not self.views[winner].read_only
-            and policy != "keep both"
-        ):
-            # the winner could only be written over a read-only side: leave both as they are
-            self.save(ident, A, B, f"conflict ({why}); {loser} is read-only: left as is")
-            return
         reason = f"conflict: {why}; {policy}" + (f" ({winner})" if policy == "newest" else "")
         if policy == "keep both" and not self.keep_both(ident, B, reason):
             return

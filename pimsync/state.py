@@ -95,16 +95,19 @@ def _lock(path: Path, timeout: float) -> int:
 
 
 class StateDB:
-    """Access to the state database. Use as a context manager."""
+    """Access to the state database. Use as a context manager.
+
+    ``readonly`` opens it without the lock and without creating anything (``status``,
+    ``--dry-run``); a database that does not exist yet then reads as empty."""
 
     def __init__(self, state_dir: Path, *, lock_timeout: float = 10.0, readonly: bool = False):
         self.path = state_dir / DB_NAME
         self._lock_fd: int | None = None
-        try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise StateError(f"cannot create: {exc.strerror}", where=str(state_dir)) from exc
         if not readonly:
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StateError(f"cannot create: {exc.strerror}", where=str(state_dir)) from exc
             self._lock_fd = _lock(state_dir / LOCK_NAME, lock_timeout)
         try:
             self.db = self._open(readonly)

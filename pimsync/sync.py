@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError
 from pimsync.execute import Executor, Stats
-from pimsync.plan import Options, Plan, SideView, plan
-from pimsync.plan_types import Entry, Item, Side
+from pimsync.plan import Options, Plan, SideView, Skip, plan
+from pimsync.plan_types import Entry, Item, Side, other
 from pimsync.state import StateDB
 from pimsync.storage.base import Collection, Storage
 
@@ -196,8 +196,13 @@ def sync_collection(
         result.stats.errors[:0] = read_errors
         if executor is not None:
             clean = not result.failed
+            # A side's token may only move on when everything it reported is now in the
+            # state: a change that could not be written (read-only) must be seen again.
+            held_back = {other(a.on) for a in the_plan.actions if isinstance(a, Skip)}
             new_tokens = {
-                s: executor.tokens.get(s, sides[s].token) if clean and sides[s].complete else None
+                s: executor.tokens.get(s, sides[s].token)
+                if clean and sides[s].complete and s not in held_back
+                else None
                 for s in ("a", "b")
             }
             with db.transaction():

@@ -117,7 +117,14 @@ def test_dry_run_writes_nothing(setup, capsys):
     out = capsys.readouterr().out
     assert "would create collection on b" in out and "would create x on b" in out
     assert not (tmp / "phone" / "home.ics").exists()
-    assert not (tmp / "state").exists() or run(cfg, "status") == 0
+    assert not (tmp / "state").exists()
+    assert run(cfg, "run") == 0
+    (tmp / "vdir" / "home" / "x.ics").write_bytes(make_event("x", "changed"))
+    db = tmp / "state" / "state.sqlite"
+    before = (db.stat().st_mtime_ns, db.read_bytes())
+    assert run(cfg, "run", "--dry-run", "-v") == 0
+    assert "would update x on b" in capsys.readouterr().out
+    assert (db.stat().st_mtime_ns, db.read_bytes()) == before
 
 
 def test_collection_created_on_the_other_side(setup, capsys):
@@ -183,7 +190,13 @@ def test_read_only_storage_is_not_written(tmp_path, capsys):
     assert run(cfg, "run") == 0
     assert vdir_uids(tmp_path) == {"v1"}
     assert set(file_records(tmp_path)) == {"p1", "v1"}
-    assert "not written (read-only)" in capsys.readouterr().out
+    assert "1 not written (read-only)" in capsys.readouterr().out
+    # still different, so said again; the read-only side stays untouched
+    before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "vdir" / "home").iterdir())
+    assert run(cfg, "run") == 0
+    assert "a +0 ~0 -0, b +0 ~0 -0, 1 not written (read-only)" in capsys.readouterr().out
+    after = sorted(p.stat().st_mtime_ns for p in (tmp_path / "vdir" / "home").iterdir())
+    assert before == after
 
 
 def test_status_and_check(setup, capsys):

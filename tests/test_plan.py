@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pimsync.model.record import Record
-from pimsync.plan import Copy, Delete, Duplicate, Forget, Options, SaveState, SideView, plan
+from pimsync.plan import Copy, Delete, Duplicate, Forget, Options, SaveState, SideView, Skip, plan
 from pimsync.plan_types import Entry, Item, Known, Pending
 
 
@@ -159,13 +159,37 @@ def test_uncertain_side_propagates_no_deletion():
 
 def test_read_only_side_is_never_written():
     a = view(("x", item("x", "2")), ("n", item("n", "1")))
-    b = view(("x", item("x", "1")), read_only=True)
-    p = plan(a, b, {"x": entry("x", "1", "1")})
-    assert all(isinstance(act, SaveState) for act in p.actions)
-    assert {act.ident for act in p.actions} == {"x", "n"}
-    # the read-only side keeps its old state, so a later change there is still seen
-    x = next(act for act in p.actions if act.ident == "x")
-    assert x.b.hash == "1" and x.a.hash == "2"
+    b = view(("x", item("x", "1")), ("d", item("d", "1")), read_only=True)
+    state = {"x": entry("x", "1", "1"), "d": entry("d", "1", "1")}
+    p = plan(a, b, state)
+    # nothing is written and nothing noted: the difference stays visible on every run
+    assert {(act.ident, act.what) for act in p.actions if isinstance(act, Skip)} == {
+        ("x", "update"),
+        ("n", "create"),
+        ("d", "delete"),
+    }
+    assert len(p.actions) == 3
+
+
+def test_conflict_with_a_read_only_loser_writes_nothing():
+    a = view(("x", item("x", "2")))
+    b = view(("x", item("x", "3")), read_only=True)
+    act = only(plan(a, b, {"x": entry("x", "1", "1")}, options=Options("a wins")))
+    assert isinstance(act, Skip) and act.reason.startswith("conflict")
+
+
+def test_conflict_with_a_read_only_winner_updates_the_other_side():
+    a = view(("x", item("x", "2")))
+    b = view(("x", item("x", "3")), read_only=True)
+    act = only(plan(a, b, {"x": entry("x", "1", "1")}, options=Options("b wins")))
+    assert isinstance(act, Copy) and act.to == "a"
+
+
+def test_deletion_on_a_read_only_side_flows_out():
+    a = view(("x", item("x", "1")), ("y", item("y", "1")))
+    b = view(("y", item("y", "1")), read_only=True)
+    act = only(plan(a, b, {"x": entry("x", "1", "1"), "y": entry("y", "1", "1")}))
+    assert isinstance(act, Delete) and act.on == "a"
 
 
 def test_read_only_side_changes_still_flow_out():

@@ -11,7 +11,7 @@ import os
 
 from pimsync.model.info import newest_key, summary, with_uid
 from pimsync.model.record import CONTENT_IDENT_PREFIX, Kind, Record
-from pimsync.model.split import SplitResult, Wrapper, join, parse_record, split
+from pimsync.model.split import SplitResult, Wrapper, check, join, parse_record, split
 
 __all__ = [
     "CONTENT_IDENT_PREFIX",
@@ -19,6 +19,7 @@ __all__ = [
     "Record",
     "SplitResult",
     "Wrapper",
+    "check",
     "join",
     "kind_for_path",
     "newest_key",

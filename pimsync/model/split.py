@@ -430,13 +430,23 @@ def split(data: bytes, kind: Kind, where: str, *, validate: bool = True) -> Spli
     """Split a whole .ics/.vcf file into records.
 
     A malformed record is reported in ``errors`` (naming ``where`` and the line) and the
-    others are returned. ``validate=False`` skips icalendar's value check (the costly part)
-    for a file pimsync wrote itself; the line grammar is always checked.
+    others are returned. ``validate=False`` skips icalendar's value check (the costly part;
+    :func:`check` does it later for the records that are needed); the line grammar is
+    always checked.
     """
     text = _decode(data)
     if kind == "ics":
         return _split_ics(text, where, validate)
     return _split_vcf(parse(text), where)
+
+
+def check(record: Record, where: str) -> None:
+    """The value check that ``split(validate=False)`` left out, for one record: raises
+    MalformedRecord if icalendar finds a bad value in it (vCards need no more checks)."""
+    if record.kind == "ics":
+        problem = _ics_problem(record.text)
+        if problem is not None:
+            raise MalformedRecord(problem, where=where, uid=record.uid)
 
 
 def parse_record(data: bytes, kind: Kind, where: str) -> Record:

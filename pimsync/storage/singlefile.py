@@ -36,9 +36,6 @@ class SingleFileCollection:
         self._wrapper: object | None = None
         self._errors: list[MalformedRecord] = []
         self._dirty = False
-        # The token of a file that synced cleanly last time: its records were valid then,
-        # so loading it again (to write into it) need not re-check every value.
-        self._trusted: str | None = None
 
     # reading -------------------------------------------------------------------------
     def _stat_etag(self) -> str | None:
@@ -60,7 +57,8 @@ class SingleFileCollection:
             raise NotFound("file does not exist", where=self.where) from None
         except OSError as exc:
             raise StorageError(f"cannot read: {exc.strerror}", where=self.where) from exc
-        result = split(data, self.kind, self.where, validate=etag != self._trusted)
+        # Values are checked record by record in get(): only what changed is read there.
+        result = split(data, self.kind, self.where, validate=False)
         self._records = {}
         errors = list(result.errors)
         for record in result.records:
@@ -82,21 +80,28 @@ class SingleFileCollection:
         if current is None:
             raise NotFound("file does not exist", where=self.where)
         if token is not None and token == current:
-            self._trusted = current
             return Listing(items={}, token=current, delta=True)
         self._load()
         items: dict[str, str | None] = {i: r.hash for i, r in self._records.items()}
         return Listing(items=items, token=self._loaded_etag, errors=list(self._errors))
 
     def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+        from pimsync.model import check
+
         if self._loaded_etag is None:
             self._load()
         for href in hrefs:
             record = self._records.get(href)
             if record is None:
                 yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=self.where))
-            else:
-                yield Fetched(href, record.hash, record=record)
+                continue
+            try:
+                check(record, self.where)
+            except MalformedRecord as exc:
+                self._errors.append(exc)  # the file is not rewritten while it holds it
+                yield Fetched(href, record.hash, error=exc)
+                continue
+            yield Fetched(href, record.hash, record=record)
 
     # writing -------------------------------------------------------------------------
     def _check(self, href: str, etag: str | None) -> None:

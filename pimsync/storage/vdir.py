@@ -210,7 +210,7 @@ class VdirStorage:
     def create_collection(self, collection_id: str) -> VdirCollection:
         col = self.collection(collection_id)
         try:
-            col.path.mkdir(parents=True, exist_ok=True)
+            col.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StorageError(f"cannot create: {exc.strerror}", where=str(col.path)) from exc
         return col

@@ -41,7 +41,7 @@ def test_unchanged_file_lists_as_unchanged_without_reading(tmp_path, monkeypatch
     assert listing.delta and listing.items == {}
 
 
-def test_file_with_a_malformed_record_is_read_but_not_rewritten(tmp_path):
+def test_file_with_a_bad_value_is_read_but_not_rewritten(tmp_path):
     path = tmp_path / "cal.ics"
     broken = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
@@ -53,8 +53,11 @@ def test_file_with_a_malformed_record_is_read_but_not_rewritten(tmp_path):
     path.write_bytes(broken.encode())
     col = SingleFileStorage("f", tmp_path / "{collection}.ics", "ics", False).collection("cal")
     listing = col.list()
-    assert list(listing.items) == ["good"]
-    assert [e.uid for e in listing.errors] == ["bad"]
+    # the bad value is found when the record is read (only changed records are read)
+    assert sorted(listing.items) == ["bad", "good"]
+    got = {f.href: f for f in col.get(["good", "bad"])}
+    assert got["good"].record is not None
+    assert got["bad"].error.uid == "bad" and "DTSTART" in str(got["bad"].error)
     col.create(parse_record(make_event("new"), "ics", "t"))
     with pytest.raises(StorageError, match="not rewritten"):
         col.flush()
@@ -79,3 +82,19 @@ def test_without_placeholder_one_collection_named_after_the_file(tmp_path):
     storage = SingleFileStorage("f", path, "vcf", False)
     assert [c.id for c in storage.collections()] == ["phone"]
     assert list(storage.collection("phone").list().items) == ["c1"]
+
+
+def test_file_with_a_broken_structure_is_read_but_not_rewritten(tmp_path):
+    path = tmp_path / "cal.ics"
+    broken = make_event("good").replace(b"END:VCALENDAR\r\n", b"") + (
+        b"BEGIN:VEVENT\r\nUID:bad\r\nthis line has no colon\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    path.write_bytes(broken)
+    col = SingleFileStorage("f", tmp_path / "{collection}.ics", "ics", False).collection("cal")
+    listing = col.list()
+    assert list(listing.items) == ["good"]
+    assert [e.uid for e in listing.errors] == ["bad"]
+    col.create(parse_record(make_event("new"), "ics", "t"))
+    with pytest.raises(StorageError, match="not rewritten"):
+        col.flush()
+    assert path.read_bytes() == broken
