@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("status", parents=[common], help="what the last runs did, per collection")
     sub.add_parser("check", parents=[common], help="validate the config and look at every storage")
+    sub.add_parser(
+        "discover", parents=[common], help="find the collections of every storage (asks servers)"
+    )
     return parser
 
 
@@ -106,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config, args, reporter)
         if args.command == "status":
             return _status(config)
+        if args.command == "discover":
+            return _discover(config)
         return _check(config)
     except ConfigError as exc:
         print(f"pimsync: config error: {exc}", file=sys.stderr)
@@ -122,7 +127,7 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
     from pimsync.config import Config
     from pimsync.plan import Options
     from pimsync.state import StateDB
-    from pimsync.storage import open_storage
+    from pimsync.storage import check_supported, open_storage, remember_discovery
     from pimsync.sync import PairSettings, sync_pair
 
     assert isinstance(config, Config)
@@ -136,25 +141,25 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
         )
         return EXIT_USAGE
     names = args.pairs or list(config.pairs)
-    # Build every storage first: a storage this version cannot use is a config error
-    # (exit 2) before anything is synced, not halfway through.
-    storages = {
-        n: open_storage(config.storages[n])
-        for name in names
-        for n in (config.pairs[name].a, config.pairs[name].b)
-    }
+    for name in names:  # a storage this version cannot use: exit 2 before anything syncs
+        for n in (config.pairs[name].a, config.pairs[name].b):
+            check_supported(config.storages[n])
     failed = False
     state = StateDB(
         config.general.state_dir, lock_timeout=config.general.lock_timeout, readonly=args.dry_run
     )
     with state as db:
+        opened: dict[str, object] = {}
         for name in names:
             pair = config.pairs[name]
             try:
+                for n in (pair.a, pair.b):
+                    if n not in opened:
+                        opened[n] = open_storage(config.storages[n], db)
                 settings = PairSettings(name, pair.collections, Options(pair.conflict))  # type: ignore[arg-type]
                 results = sync_pair(
                     settings,
-                    {"a": storages[pair.a], "b": storages[pair.b]},  # type: ignore[arg-type]
+                    {"a": opened[pair.a], "b": opened[pair.b]},  # type: ignore[arg-type]
                     db,
                     reporter,  # type: ignore[arg-type]
                     dry_run=args.dry_run,
@@ -163,10 +168,13 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
             except ConfigError:
                 raise
             except PimsyncError as exc:
+                # one broken storage or server fails only the pairs that use it
                 reporter.error(f"{name}: {exc}")
                 failed = True
                 continue
             failed = failed or any(r.failed for r in results)
+        if not args.dry_run:
+            remember_discovery(opened.values(), db)  # type: ignore[arg-type]
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -197,19 +205,47 @@ def _status(config: object) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _check(config: object) -> int:
+def _discover(config: object) -> int:
     from pimsync.config import Config
-    from pimsync.storage import open_storage
+    from pimsync.state import StateDB
+    from pimsync.storage import check_supported, open_storage, remember_discovery
 
     assert isinstance(config, Config)
-    storages = {name: open_storage(cfg) for name, cfg in config.storages.items()}
+    for cfg in config.storages.values():
+        check_supported(cfg)
+    failed = False
+    with StateDB(config.general.state_dir, lock_timeout=config.general.lock_timeout) as db:
+        for name, cfg in config.storages.items():
+            try:
+                storage = open_storage(cfg)  # no cache: ask the server now
+                infos = storage.collections()
+            except PimsyncError as exc:
+                print(f"storage {name}: error: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"storage {name} ({cfg.type}, {cfg.path or cfg.url}): {len(infos)} collections")
+            for info in infos:
+                extra = [f"{k} {v!r}" for k, v in (("name", info.displayname),
+                                                     ("color", info.color)) if v]  # fmt: skip
+                print(f"  {info.id}" + (f" ({', '.join(extra)})" if extra else ""))
+            remember_discovery([storage], db)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _check(config: object) -> int:
+    from pimsync.config import Config
+    from pimsync.storage import check_supported, open_storage
+
+    assert isinstance(config, Config)
+    for cfg in config.storages.values():
+        check_supported(cfg)
     print(f"config {config.path}: ok")
     failed = False
     found: dict[str, set[str]] = {}
     for name, cfg in config.storages.items():
         where = cfg.path or cfg.url
         try:
-            ids = [c.id for c in storages[name].collections()]
+            ids = [c.id for c in open_storage(cfg).collections()]
         except ConfigError:
             raise
         except PimsyncError as exc:

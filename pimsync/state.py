@@ -50,6 +50,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX failures_by_collection ON failures (pair, collection);
     """,
+    # 2: what discovery found on a server, so that a run need not ask every time
+    """
+    CREATE TABLE discovery (
+        storage TEXT NOT NULL PRIMARY KEY, url TEXT NOT NULL, found TEXT NOT NULL,
+        time REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -305,6 +312,27 @@ class StateDB:
             "INSERT INTO failures (pair, collection, where_, message, time) "
             "VALUES (?, ?, '', ?, ?)",
             [(pair, collection, message, now) for message in failures],
+        )
+
+    # discovery -----------------------------------------------------------------------
+    def discovered(self, storage: str, url: str, max_age: float) -> list[dict] | None:
+        """The collections found on a server by an earlier run, if not older than max_age
+        seconds and found from the same URL."""
+        import json
+
+        row = self.db.execute(
+            "SELECT url, found, time FROM discovery WHERE storage = ?", (storage,)
+        ).fetchone()
+        if row is None or row[0] != url or time.time() - row[2] > max_age:
+            return None
+        return json.loads(row[1])
+
+    def save_discovery(self, storage: str, url: str, found: list[dict]) -> None:
+        import json
+
+        self.db.execute(
+            "INSERT OR REPLACE INTO discovery (storage, url, found, time) VALUES (?, ?, ?, ?)",
+            (storage, url, json.dumps(found), time.time()),
         )
 
     def known_collections(self, pair: str) -> list[str]:

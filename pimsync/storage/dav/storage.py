@@ -1,0 +1,232 @@
+"""CalDAV and CardDAV storages: discovery of the collections, and their creation.
+
+Discovery from the configured URL: the URL itself (a server root, a principal, a home
+set or one collection), then ``/.well-known/caldav`` or ``/.well-known/carddav``, then
+RFC 6764 service discovery (DNS SRV/TXT records, through the caldav library) for a bare
+domain. From the principal: ``calendar-home-set`` / ``addressbook-home-set``; from the
+home set: the collections with displayname, color and supported components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from pimsync.errors import NotFound, StorageError
+from pimsync.model.record import Kind
+from pimsync.storage.base import CollectionInfo, check_collection_id
+from pimsync.storage.dav import xml
+from pimsync.storage.dav.collection import DavCollection, collection_id_of
+from pimsync.storage.dav.http import HttpClient, HttpError, check_status
+
+_HOME = {
+    "ics": ("c:calendar-home-set", xml.CALDAV),
+    "vcf": ("card:addressbook-home-set", xml.CARDDAV),
+}
+_RESOURCE = {"ics": xml.tag(xml.CALDAV, "calendar"), "vcf": xml.tag(xml.CARDDAV, "addressbook")}
+_SERVICE = {"ics": "caldav", "vcf": "carddav"}
+
+
+@dataclass(frozen=True)
+class Found:
+    """A collection found by discovery."""
+
+    id: str
+    path: str
+    displayname: str | None = None
+    color: str | None = None
+    components: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "displayname": self.displayname,
+            "color": self.color,
+            "components": list(self.components),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Found:
+        comps = data.get("components") or []
+        return cls(
+            str(data["id"]),
+            str(data["path"]),
+            data.get("displayname"),  # type: ignore[arg-type]
+            data.get("color"),  # type: ignore[arg-type]
+            tuple(comps),  # type: ignore[arg-type]
+        )
+
+
+class DavStorage:
+    def __init__(
+        self,
+        name: str,
+        client: HttpClient,
+        kind: Kind,
+        read_only: bool = False,
+        found: list[Found] | None = None,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.url = client.base_url  # as configured (discovery may move the client)
+        self.kind = kind
+        self.read_only = read_only
+        self.home: str | None = None
+        self._found: dict[str, Found] | None = (
+            {f.id: f for f in found} if found is not None else None
+        )
+        #: set when this run asked the server (so the caller can remember the result)
+        self.discovered = False
+
+    # discovery -------------------------------------------------------------------------
+    def _propfind0(self, href: str, *props: str) -> tuple[str, dict[str, object]] | None:
+        resp = self.client.request(
+            "PROPFIND", href, xml.propfind(*props), {"Depth": "0"}, follow_redirects=True
+        )
+        if resp.status in (404, 405, 501) or resp.status >= 500 and resp.status != 507:
+            return None
+        check_status(resp, "PROPFIND", (207,))
+        ms = xml.parse_multistatus(resp.body, resp.url)
+        if not ms.responses:
+            return None
+        return urlsplit(resp.url).path, ms.responses[0].props
+
+    def _find_home(self) -> tuple[str, Found | None]:
+        home_prop, home_ns = _HOME[self.kind]
+        home_tag = xml.tag(home_ns, home_prop.split(":", 1)[1])
+        principal_tag = xml.tag(xml.DAV, "current-user-principal")
+        start = urlsplit(self.client.base_url).path or "/"
+        candidates = [start, f"/.well-known/{_SERVICE[self.kind]}"]
+        tried = []
+        for href in candidates:
+            got = self._propfind0(
+                href, "d:current-user-principal", home_prop, "d:resourcetype", "d:displayname"
+            )
+            tried.append(self.client.url(href))
+            if got is None:
+                continue
+            where, props = got
+            resourcetype = props.get(xml.tag(xml.DAV, "resourcetype"))
+            if resourcetype is not None and resourcetype.find(_RESOURCE[self.kind]) is not None:  # type: ignore[attr-defined]
+                # the URL names one collection: sync just that one
+                path = where if where.endswith("/") else where + "/"
+                name = xml.text_of(props.get(xml.tag(xml.DAV, "displayname")))
+                return path.rsplit("/", 2)[0] + "/", Found(collection_id_of(path), path, name)
+            home = xml.href_of(props.get(home_tag), self.client.base_url)
+            if home:
+                return home, None
+            principal = xml.href_of(props.get(principal_tag), self.client.base_url)
+            if principal:
+                got = self._propfind0(principal, home_prop)
+                if got is not None:
+                    home = xml.href_of(got[1].get(home_tag), self.client.base_url)
+                    if home:
+                        return home, None
+        service = self._rfc6764()
+        if service is not None and service not in tried:
+            self.client = self.client.rebased(service)
+            return self._find_home()
+        raise StorageError(
+            f"found no {_SERVICE[self.kind]} home (tried {', '.join(tried)}); "
+            "set url to your principal or home-set URL",
+            where=self.client.base_url,
+        )
+
+    def _rfc6764(self) -> str | None:
+        """DNS SRV/TXT discovery for a URL that is only a domain (no path)."""
+        parts = urlsplit(self.client.base_url)
+        if parts.path not in ("", "/"):
+            return None
+        try:
+            from caldav.discovery import discover_service
+        except ImportError:  # pragma: no cover - caldav is a dependency
+            return None
+        try:
+            info = discover_service(parts.hostname, _SERVICE[self.kind])
+        except Exception:  # noqa: BLE001 - a failed lookup just ends discovery
+            return None
+        url = getattr(info, "url", None)
+        return str(url) if url else None
+
+    def discover(self) -> list[Found]:
+        home, single = self._find_home()
+        self.home = home
+        if single is not None:
+            found = [single]
+        else:
+            resp = self.client.request(
+                "PROPFIND",
+                home,
+                xml.propfind(
+                    "d:resourcetype",
+                    "d:displayname",
+                    "a:calendar-color",
+                    "c:supported-calendar-component-set",
+                ),
+                {"Depth": "1"},
+            )
+            check_status(resp, "PROPFIND", (207,))
+            ms = xml.parse_multistatus(resp.body, resp.url)
+            found = []
+            for r in ms.responses:
+                rt = r.props.get(xml.tag(xml.DAV, "resourcetype"))
+                if r.href == home or rt is None or rt.find(_RESOURCE[self.kind]) is None:  # type: ignore[attr-defined]
+                    continue
+                comps_el = r.props.get(xml.tag(xml.CALDAV, "supported-calendar-component-set"))
+                comps = tuple(
+                    c.get("name", "")
+                    for c in (comps_el.iterchildren() if comps_el is not None else ())  # type: ignore[attr-defined]
+                )
+                found.append(
+                    Found(
+                        collection_id_of(r.href),
+                        r.href,
+                        xml.text_of(r.props.get(xml.tag(xml.DAV, "displayname"))),
+                        xml.text_of(r.props.get(xml.tag(xml.APPLE, "calendar-color"))),
+                        comps,
+                    )
+                )
+        self._found = {f.id: f for f in sorted(found, key=lambda f: f.id)}
+        self.discovered = True
+        return list(self._found.values())
+
+    def found(self) -> list[Found]:
+        if self._found is None:
+            self.discover()
+        assert self._found is not None
+        return list(self._found.values())
+
+    # the Storage interface -------------------------------------------------------------
+    def collections(self) -> list[CollectionInfo]:
+        return [CollectionInfo(f.id, f.displayname, f.color) for f in self.found()]
+
+    def collection(self, collection_id: str) -> DavCollection:
+        found = {f.id: f for f in self.found()}.get(collection_id)
+        if found is None:
+            raise NotFound(f"no collection {collection_id!r}", where=self.client.base_url)
+        meta = {"displayname": found.displayname, "color": found.color}
+        return DavCollection(self.client, found.path, found.id, self.kind, meta)
+
+    def create_collection(self, collection_id: str) -> DavCollection:
+        check_collection_id(collection_id, self.client.base_url)
+        if self.home is None:
+            self.discover()
+        assert self.home is not None
+        path = self.home + quote(collection_id, safe="@+=-._") + "/"
+        method, body = xml.mkcol(self.kind, collection_id, None)
+        resp = self.client.request(
+            method, path, body, {"Content-Type": "application/xml; charset=utf-8"}
+        )
+        if resp.status == 405:  # exists already (a race with another client): use it
+            pass
+        else:
+            check_status(resp, method, (200, 201, 204))
+        found = Found(collection_id, path, collection_id)
+        assert self._found is not None
+        self._found[collection_id] = found
+        self.discovered = True
+        return self.collection(collection_id)
+
+
+__all__ = ["DavStorage", "Found", "HttpError"]

@@ -1,0 +1,194 @@
+"""WebDAV XML: request bodies, and a hardened parser for multistatus answers.
+
+The parser never resolves entities, loads a DTD or touches the network (lxml with
+``resolve_entities=False, no_network=True, load_dtd=False``): an answer from a server is
+data, not instructions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
+from xml.sax.saxutils import escape
+
+from pimsync.storage.dav.http import HttpError
+
+DAV = "DAV:"
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+CARDDAV = "urn:ietf:params:xml:ns:carddav"
+CS = "http://calendarserver.org/ns/"
+APPLE = "http://apple.com/ns/ical/"
+
+_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
+_NS = f'xmlns:d="{DAV}" xmlns:c="{CALDAV}" xmlns:card="{CARDDAV}" xmlns:cs="{CS}" xmlns:a="{APPLE}"'
+
+
+def tag(ns: str, name: str) -> str:
+    return f"{{{ns}}}{name}"
+
+
+def propfind(*props: str) -> bytes:
+    """A PROPFIND body; ``props`` are prefixed names like ``d:getetag``."""
+    inner = "".join(f"<{p}/>" for p in props)
+    return f"{_HEAD}<d:propfind {_NS}><d:prop>{inner}</d:prop></d:propfind>".encode()
+
+
+def sync_collection(token: str | None) -> bytes:
+    tok = f"<d:sync-token>{escape(token)}</d:sync-token>" if token else "<d:sync-token/>"
+    return (
+        f"{_HEAD}<d:sync-collection {_NS}>{tok}<d:sync-level>1</d:sync-level>"
+        "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+    ).encode()
+
+
+def multiget(kind: str, hrefs: Iterable[str]) -> bytes:
+    refs = "".join(f"<d:href>{escape(h)}</d:href>" for h in hrefs)
+    if kind == "ics":
+        return (
+            f"{_HEAD}<c:calendar-multiget {_NS}><d:prop><d:getetag/><c:calendar-data/>"
+            f"</d:prop>{refs}</c:calendar-multiget>"
+        ).encode()
+    return (
+        f"{_HEAD}<card:addressbook-multiget {_NS}><d:prop><d:getetag/><card:address-data/>"
+        f"</d:prop>{refs}</card:addressbook-multiget>"
+    ).encode()
+
+
+def mkcol(kind: str, displayname: str | None, color: str | None) -> tuple[str, bytes]:
+    """The method and body that create a calendar (MKCALENDAR) or an address book
+    (extended MKCOL, RFC 5689) with its metadata."""
+    props = ""
+    if displayname:
+        props += f"<d:displayname>{escape(displayname)}</d:displayname>"
+    if color and kind == "ics":
+        props += f"<a:calendar-color>{escape(color)}</a:calendar-color>"
+    if kind == "ics":
+        setp = f"<d:set><d:prop>{props}</d:prop></d:set>" if props else ""
+        return "MKCALENDAR", f"{_HEAD}<c:mkcalendar {_NS}>{setp}</c:mkcalendar>".encode()
+    body = (
+        f"{_HEAD}<d:mkcol {_NS}><d:set><d:prop><d:resourcetype><d:collection/>"
+        f"<card:addressbook/></d:resourcetype>{props}</d:prop></d:set></d:mkcol>"
+    )
+    return "MKCOL", body.encode()
+
+
+def proppatch(values: dict[str, str | None]) -> bytes:
+    """Set (or, for None, remove) properties given by prefixed name."""
+    sets = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in values.items() if v is not None)
+    removes = "".join(f"<{k}/>" for k, v in values.items() if v is None)
+    body = ""
+    if sets:
+        body += f"<d:set><d:prop>{sets}</d:prop></d:set>"
+    if removes:
+        body += f"<d:remove><d:prop>{removes}</d:prop></d:remove>"
+    return f"{_HEAD}<d:propertyupdate {_NS}>{body}</d:propertyupdate>".encode()
+
+
+# parsing -------------------------------------------------------------------------------
+_SAFE = "/@:+,;=!$&'()*~"
+
+
+def normalise_href(href: str, base: str) -> str:
+    """The path of an href, in one canonical percent-encoding (servers differ in what
+    they encode), so that hrefs from a listing and from a multiget compare equal."""
+    path = urlsplit(href).path if "://" in href else href.split("?", 1)[0]
+    if not path.startswith("/"):
+        path = urlsplit(base).path.rsplit("/", 1)[0] + "/" + path
+    return quote(unquote(path), safe=_SAFE)
+
+
+@dataclass
+class DavResponse:
+    href: str
+    status: int | None  # the response's own status (e.g. 404 for a deletion in a sync report)
+    props: dict[str, object] = field(default_factory=dict)  # clark name -> lxml element
+
+
+@dataclass
+class Multistatus:
+    responses: list[DavResponse]
+    sync_token: str | None = None
+
+
+def _status_code(text: str | None) -> int | None:
+    if not text:
+        return None
+    parts = text.split()
+    if len(parts) >= 2 and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+_parser = None
+
+
+def _xml_parser():  # noqa: ANN202 - lxml's parser type
+    global _parser
+    if _parser is None:
+        from lxml import etree
+
+        _parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True
+        )
+    return _parser
+
+
+def parse_xml(body: bytes, url: str):  # noqa: ANN201 - an lxml element
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(body, parser=_xml_parser())
+    except etree.XMLSyntaxError as exc:
+        raise HttpError(f"the server's answer is not well-formed XML ({exc})", url=url) from exc
+    if root is None:
+        raise HttpError("the server sent an empty answer", url=url)
+    return root
+
+
+def parse_multistatus(body: bytes, url: str) -> Multistatus:
+    root = parse_xml(body, url)
+    if root.tag != tag(DAV, "multistatus"):
+        raise HttpError(f"expected a DAV multistatus, got <{root.tag}>", url=url)
+    out: list[DavResponse] = []
+    for resp in root.iterchildren(tag(DAV, "response")):
+        href_el = resp.find(tag(DAV, "href"))
+        if href_el is None or not (href_el.text or "").strip():
+            continue
+        item = DavResponse(
+            normalise_href(href_el.text.strip(), url),
+            _status_code(resp.findtext(tag(DAV, "status"))),
+        )
+        for propstat in resp.iterchildren(tag(DAV, "propstat")):
+            code = _status_code(propstat.findtext(tag(DAV, "status")))
+            prop = propstat.find(tag(DAV, "prop"))
+            if prop is None or (code is not None and not 200 <= code < 300):
+                continue
+            for child in prop:
+                item.props[child.tag] = child
+        out.append(item)
+    token = root.findtext(tag(DAV, "sync-token"))
+    return Multistatus(out, token.strip() if token else None)
+
+
+def text_of(element: object) -> str | None:
+    """The text of a property element (None if absent or empty)."""
+    if element is None:
+        return None
+    text = "".join(element.itertext()).strip()  # type: ignore[attr-defined]
+    return text or None
+
+
+def href_of(element: object, url: str) -> str | None:
+    """The href inside a property such as current-user-principal or calendar-home-set."""
+    if element is None:
+        return None
+    found = element.find(tag(DAV, "href"))  # type: ignore[attr-defined]
+    if found is None or not (found.text or "").strip():
+        return None
+    return normalise_href(found.text.strip(), url)
+
+
+def has_error(body: bytes, name: str) -> bool:
+    """Does a DAV error body name this precondition (e.g. valid-sync-token)?"""
+    return name.encode() in body
