@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 DISCOVERY_MAX_AGE = 24 * 3600.0
 
 
-SUPPORTED = ("vdir", "file", "caldav", "carddav")
+SUPPORTED = ("vdir", "file", "caldav", "carddav", "webcal")
 
 
 def check_supported(cfg: StorageConfig) -> None:
@@ -59,6 +59,12 @@ def open_storage(cfg: StorageConfig, db: StateDB | None = None) -> Storage:
         cached = db.discovered(cfg.name, cfg.url, DISCOVERY_MAX_AGE) if db is not None else None
         found = [Found.from_json(f) for f in cached] if cached is not None else None
         return DavStorage(cfg.name, client, cfg.kind, cfg.read_only, found)
+    if cfg.type == "webcal":
+        from pimsync.storage.dav.http import HttpClient
+        from pimsync.storage.webcal import WebcalStorage
+
+        assert cfg.url is not None
+        return WebcalStorage(cfg.name, HttpClient(cfg.url, verify=cfg.verify, timeout=cfg.timeout))
     check_supported(cfg)
     raise AssertionError(cfg.type)
 

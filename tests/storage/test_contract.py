@@ -1,7 +1,9 @@
-"""The storage contract: every adapter behaves the same, for VEVENT, VTODO and VCARD."""
+"""The storage contract: every adapter behaves the same, for VEVENT, VTODO and VCARD:
+the in-memory store, vdir, single file, and CalDAV/CardDAV on real Radicale and Xandikos."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,19 @@ def _file(tmp: Path, kind: str):
     return SingleFileStorage("file", tmp / f"{{collection}}.{kind}", kind, False)
 
 
+def _dav(server):
+    def make(tmp: Path, kind: str):
+        from pimsync.storage.dav.http import HttpClient
+        from pimsync.storage.dav.storage import DavStorage
+
+        client = HttpClient(server.url, username=server.username, password=server.password)
+        return DavStorage(server.kind, client, kind)
+
+    return make
+
+
 ADAPTERS = {"memory": _memory, "vdir": _vdir, "file": _file}
+SERVERS = ("radicale", "xandikos")
 
 
 @pytest.fixture(params=list(KINDS))
@@ -40,10 +54,18 @@ def component(request):
     return request.param
 
 
-@pytest.fixture(params=list(ADAPTERS))
+@pytest.fixture(params=[*ADAPTERS, *SERVERS])
 def storage(request, tmp_path, component):
     kind = KINDS[component][0]
+    if request.param in SERVERS:
+        return _dav(request.getfixturevalue(request.param))(tmp_path, kind)
     return ADAPTERS[request.param](tmp_path, kind)
+
+
+@pytest.fixture
+def cid():
+    """A collection name of its own for each test (servers are shared by the session)."""
+    return f"c-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -56,15 +78,16 @@ def new(component):
     return make
 
 
-def test_create_collection_then_list_it(storage):
-    assert storage.collections() == []
-    storage.create_collection("home")
-    assert [c.id for c in storage.collections()] == ["home"]
-    assert storage.collection("home").list().items == {}
+def test_create_collection_then_list_it(storage, cid):
+    before = {c.id for c in storage.collections()}
+    assert cid not in before
+    storage.create_collection(cid)
+    assert {c.id for c in storage.collections()} == before | {cid}
+    assert storage.collection(cid).list().items == {}
 
 
-def test_create_get_update_delete(storage, new):
-    col = storage.create_collection("home")
+def test_create_get_update_delete(storage, new, cid):
+    col = storage.create_collection(cid)
     href, etag = col.create(new("one", "first"))
     col.flush()
     listing = col.list()
@@ -80,26 +103,26 @@ def test_create_get_update_delete(storage, new):
 
     col.delete(href, etag2)
     col.flush()
-    assert storage.collection("home").list().items == {}
+    assert storage.collection(cid).list().items == {}
 
 
-def test_create_refuses_an_existing_record(storage, new):
-    col = storage.create_collection("home")
+def test_create_refuses_an_existing_record(storage, new, cid):
+    col = storage.create_collection(cid)
     col.create(new("one"))
     col.flush()
     with pytest.raises(PreconditionFailed):
-        storage.collection("home").create(new("one"))
+        storage.collection(cid).create(new("one"))
 
 
-def test_update_with_a_stale_etag_fails(storage, new):
-    col = storage.create_collection("home")
+def test_update_with_a_stale_etag_fails(storage, new, cid):
+    col = storage.create_collection(cid)
     href, etag = col.create(new("one", "first"))
     col.flush()
-    col = storage.collection("home")
+    col = storage.collection(cid)
     col.list()
     etag2 = col.update(href, new("one", "second"), etag)
     col.flush()
-    col = storage.collection("home")
+    col = storage.collection(cid)
     col.list()
     with pytest.raises(PreconditionFailed):
         col.update(href, new("one", "third"), etag)
@@ -108,23 +131,23 @@ def test_update_with_a_stale_etag_fails(storage, new):
     assert etag2
 
 
-def test_get_of_a_missing_href_says_not_found(storage, new):
-    col = storage.create_collection("home")
+def test_get_of_a_missing_href_says_not_found(storage, new, cid):
+    col = storage.create_collection(cid)
     col.create(new("one"))
     col.flush()
-    [got] = list(storage.collection("home").get([f"nope.{storage.kind}"]))
+    [got] = list(storage.collection(cid).get([f"nope.{storage.kind}"]))
     assert got.record is None and isinstance(got.error, NotFound)
 
 
-def test_many_records_and_odd_uids(storage, new):
-    col = storage.create_collection("home")
+def test_many_records_and_odd_uids(storage, new, cid):
+    col = storage.create_collection(cid)
     uids = [f"uid-{i}" for i in range(20)] + ["ünïcödé", "a/b", "..", "x" * 300, ".hidden"]
     made = {}
     for uid in uids:
         href, etag = col.create(new(uid))
         made[href] = uid
     col.flush()
-    col = storage.collection("home")
+    col = storage.collection(cid)
     listing = col.list()
     assert set(listing.items) == set(made)
     got = {f.href: f.record.ident for f in col.get(list(listing.items))}

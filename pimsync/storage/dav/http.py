@@ -184,6 +184,8 @@ class HttpClient:
         raises AuthError). ``retry`` (default: safe methods and conditional writes) allows
         repeating it on connection errors, 429 and 503."""
         hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+        if body is not None and "Content-Type" not in hdrs:
+            hdrs["Content-Type"] = "application/xml; charset=utf-8"  # DAV request bodies
         if retry is None:
             retry = method in SAFE_METHODS or "If-Match" in hdrs or "If-None-Match" in hdrs
         url = self.url(href)

@@ -1,0 +1,100 @@
+"""webcal: a read-only subscription to one .ics file over HTTP(S) (holiday calendars, team
+schedules). One collection, named after the storage. Asked with ``If-None-Match`` /
+``If-Modified-Since``, so an unchanged feed costs one short request."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+from pimsync.errors import MalformedRecord, NotFound, ReadOnlyError
+from pimsync.model.record import Record
+from pimsync.storage.base import CollectionInfo, Fetched, Listing
+from pimsync.storage.dav.http import HttpClient, check_status
+
+
+class WebcalCollection:
+    def __init__(self, client: HttpClient, collection_id: str) -> None:
+        self.client = client
+        self.id = collection_id
+        self.kind = "ics"
+        self.where = client.base_url
+        self._records: dict[str, Record] | None = None
+        self._errors: list[MalformedRecord] = []
+
+    def list(self, token: str | None = None) -> Listing:
+        from pimsync.model import split
+
+        headers = {"Accept": "text/calendar, */*;q=0.5"}
+        validator = None
+        if token and token.startswith("etag:"):
+            headers["If-None-Match"] = validator = token[5:]
+        elif token and token.startswith("lm:"):
+            headers["If-Modified-Since"] = validator = token[3:]
+        resp = self.client.request(
+            "GET", self.client.base_url, None, headers, follow_redirects=True
+        )
+        if resp.status == 304 and validator is not None:
+            return Listing(items={}, token=token, delta=True)
+        check_status(resp, "GET", (200,))
+        digest = hashlib.sha256(resp.body).hexdigest()
+        if token == f"sha:{digest}":
+            return Listing(items={}, token=token, delta=True)
+        result = split(resp.body, "ics", resp.url, validate=False)
+        self._records = {r.ident: r for r in result.records}
+        self._errors = list(result.errors)
+        etag, modified = resp.header("ETag"), resp.header("Last-Modified")
+        new_token = f"etag:{etag}" if etag else f"lm:{modified}" if modified else f"sha:{digest}"
+        items: dict[str, str | None] = {i: r.hash for i, r in self._records.items()}
+        return Listing(items=items, token=new_token, errors=list(self._errors))
+
+    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+        from pimsync.model import check
+
+        if self._records is None:
+            self.list(None)
+        assert self._records is not None
+        for href in hrefs:
+            record = self._records.get(href)
+            if record is None:
+                yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=self.where))
+                continue
+            try:
+                check(record, self.where)
+            except MalformedRecord as exc:
+                yield Fetched(href, record.hash, error=exc)
+                continue
+            yield Fetched(href, record.hash, record=record)
+
+    def _refuse(self, *args: object) -> object:
+        raise ReadOnlyError("a webcal subscription cannot be written", where=self.where)
+
+    create = update = delete = set_meta = _refuse  # type: ignore[assignment]
+
+    def flush(self) -> None:
+        return None
+
+    def get_meta(self, key: str) -> str | None:
+        return None
+
+
+class WebcalStorage:
+    kind = "ics"
+    read_only = True
+
+    def __init__(self, name: str, client: HttpClient) -> None:
+        self.name = name
+        self.client = client
+
+    def collections(self) -> list[CollectionInfo]:
+        return [CollectionInfo(self.name)]
+
+    def collection(self, collection_id: str) -> WebcalCollection:
+        if collection_id != self.name:
+            raise NotFound(
+                f"a webcal storage has one collection, {self.name!r}", where=self.client.base_url
+            )
+        return WebcalCollection(self.client, collection_id)
+
+    def create_collection(self, collection_id: str) -> WebcalCollection:
+        raise ReadOnlyError("a webcal subscription cannot be written", where=self.client.base_url)
