@@ -355,3 +355,55 @@ def _newer(x: Record | None, y: Record | None) -> bool:
     from pimsync.model import newest_key
 
     return newest_key(x) > newest_key(y)
+
+
+# collection metadata -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MetaPlan:
+    """What to write of a collection's metadata (displayname, color) on each side, and the
+    values to remember as the base for next time."""
+
+    set_a: dict[str, str | None]
+    set_b: dict[str, str | None]
+    base: dict[str, str | None]
+
+
+def plan_meta(
+    a: Mapping[str, str | None],
+    b: Mapping[str, str | None],
+    base: Mapping[str, str | None] | None,
+    keys: Sequence[str],
+    policy: ConflictPolicy = "newest",
+    read_only: tuple[bool, bool] = (False, False),
+) -> MetaPlan:
+    """The three-way rule of records, per metadata key: changed on one side only → copied
+    to the other; changed on both (or never synced and different) → b's value if the policy
+    is "b wins", else a's; never synced and one side has none → the value. A read-only side
+    is never written and keeps its base."""
+    set_a: dict[str, str | None] = {}
+    set_b: dict[str, str | None] = {}
+    new_base: dict[str, str | None] = {}
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        if va == vb:
+            new_base[key] = va
+            continue
+        known = base is not None and key in base
+        old = base.get(key) if base is not None else None
+        if known and va == old:
+            winner = "b"
+        elif known and vb == old:
+            winner = "a"
+        elif not known and (va is None or vb is None):
+            winner = "a" if vb is None else "b"  # never synced: a value beats none
+        else:
+            winner = "b" if policy == "b wins" else "a"
+        value = vb if winner == "b" else va
+        target_ro = read_only[0] if winner == "b" else read_only[1]
+        if target_ro:
+            if known:
+                new_base[key] = old
+            continue
+        (set_a if winner == "b" else set_b)[key] = value
+        new_base[key] = value
+    return MetaPlan(set_a, set_b, new_base)

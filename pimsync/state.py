@@ -57,6 +57,10 @@ MIGRATIONS: list[str] = [
         time REAL NOT NULL
     );
     """,
+    # 3: the collection metadata (displayname, color) as last synced: the base of its merge
+    """
+    ALTER TABLE collections ADD COLUMN meta TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -312,6 +316,23 @@ class StateDB:
             "INSERT INTO failures (pair, collection, where_, message, time) "
             "VALUES (?, ?, '', ?, ?)",
             [(pair, collection, message, now) for message in failures],
+        )
+
+    def meta(self, pair: str, collection: str) -> dict[str, str | None] | None:
+        import json
+
+        row = self.db.execute(
+            "SELECT meta FROM collections WHERE pair = ? AND collection = ?", (pair, collection)
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def set_meta(self, pair: str, collection: str, meta: dict[str, str | None]) -> None:
+        import json
+
+        self.db.execute(
+            "INSERT INTO collections (pair, collection, meta) VALUES (?, ?, ?) "
+            "ON CONFLICT (pair, collection) DO UPDATE SET meta = excluded.meta",
+            (pair, collection, json.dumps(meta, sort_keys=True)),
         )
 
     # discovery -----------------------------------------------------------------------

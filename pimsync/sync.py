@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError
 from pimsync.execute import Executor, Stats
-from pimsync.plan import Options, Plan, SideView, Skip, plan
+from pimsync.plan import Options, Plan, SideView, Skip, plan, plan_meta
 from pimsync.plan_types import Entry, Item, Side, other
 from pimsync.state import StateDB
 from pimsync.storage.base import Collection, Storage
@@ -161,6 +161,11 @@ def sync_collection(
     result = CollectionResult(collection)
     name = pair.name
     where = f"{name}/{collection}"
+    try:
+        sync_meta(pair, collection, cols, read_only, db, reporter, dry_run=dry_run)
+    except PimsyncError as exc:  # metadata is not worth stopping the records for
+        result.stats.errors.append(f"collection metadata: {exc}")
+        reporter.error(f"{where}: collection metadata: {exc}")
     for attempt in range(1, MAX_PASSES + 1):
         entries = db.entries(name, collection)
         tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
@@ -219,6 +224,38 @@ def sync_collection(
         with db.transaction():
             db.finish_run(name, collection, status, result.summary(), failures)
     return result
+
+
+def sync_meta(
+    pair: PairSettings,
+    collection: str,
+    cols: dict[Side, Collection],
+    read_only: dict[Side, bool],
+    db: StateDB,
+    reporter: Reporter,
+    *,
+    dry_run: bool = False,
+) -> None:
+    """Sync displayname and color (where both sides keep them) by the three-way rule."""
+    keys = [k for k in cols["a"].meta_keys if k in cols["b"].meta_keys]
+    if not keys:
+        return
+    values = {s: {k: cols[s].get_meta(k) for k in keys} for s in ("a", "b")}
+    base = db.meta(pair.name, collection)
+    todo = plan_meta(
+        values["a"], values["b"], base, keys, pair.options.conflict,
+        (read_only["a"], read_only["b"]),
+    )  # fmt: skip
+    where = f"{pair.name}/{collection}"
+    for side, changes in (("a", todo.set_a), ("b", todo.set_b)):
+        for key, value in changes.items():
+            verb = "would set" if dry_run else "set"
+            reporter.action(f"{where}: {verb} {key} to {value!r} on {side}")
+            if not dry_run:
+                cols[side].set_meta(key, value)  # type: ignore[index]
+    if not dry_run and todo.base != base:
+        with db.transaction():
+            db.set_meta(pair.name, collection, todo.base)
 
 
 def pick_collections(setting: str | tuple[str, ...], a: set[str], b: set[str]) -> list[str]:
@@ -311,6 +348,7 @@ class _EmptyCollection:
         self.id = cid
         self.kind = kind
         self.where = f"(new collection {cid})"
+        self.meta_keys: tuple[str, ...] = ()
         self._listing = Listing(items={})
 
     def list(self, token: str | None = None) -> object:

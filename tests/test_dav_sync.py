@@ -74,14 +74,14 @@ conflict = "{conflict}"
 
     def pc(self) -> dict[str, str]:
         out = {}
-        for p in (self.tmp / "pc" / self.col).iterdir():
+        for p in (self.tmp / "pc" / self.col).glob(f"*.{self.kind}"):
             r = parse_record(p.read_bytes(), self.kind, str(p))
             out[r.ident] = r.hash
         return out
 
     def pc_write(self, uid: str, text: str) -> None:
         path = self.tmp / "pc" / self.col
-        for p in path.iterdir():
+        for p in path.glob(f"*.{self.kind}"):
             if parse_record(p.read_bytes(), self.kind, str(p)).ident == uid:
                 p.write_bytes(self.make(uid, text))
                 return
@@ -165,7 +165,7 @@ def test_conflict_is_settled_by_policy(tmp_path, dav_server, capsys):
     assert "1 conflict" in capsys.readouterr().out
     assert s.run() == 0
     assert s.pc() == s.phone()
-    [pc_file] = (tmp_path / "pc" / s.col).iterdir()
+    [pc_file] = (tmp_path / "pc" / s.col).glob("*.ics")
     assert b"phone edit" in pc_file.read_bytes()
 
 
@@ -219,7 +219,7 @@ def test_a_record_changed_on_the_server_meanwhile_is_never_overwritten(
     assert s.run("pc") == 0
     assert raced
     # the 412 made pimsync read again: now it is a conflict, and "b wins"
-    [pc_file] = (tmp_path / "pc" / s.col).iterdir()
+    [pc_file] = (tmp_path / "pc" / s.col).glob("*.ics")
     assert b"written by the phone meanwhile" in pc_file.read_bytes()
     body = dav_server.request("GET", raced[0]).body
     assert b"written by the phone meanwhile" in body
@@ -253,3 +253,27 @@ b = "server"
     assert "wrong-" not in err  # the password is never shown
     assert (tmp_path / "pc" / "home" / "x.ics").exists()
     assert main(["--config", str(cfg), "check"]) == 1
+
+
+def test_collection_name_and_color_sync_both_ways(tmp_path, dav_server, capsys):
+    s = Setup(tmp_path, dav_server, "ics")
+    s.pc_write("x", "first")
+    pc_col = tmp_path / "pc" / s.col
+    (pc_col / "displayname").write_text("Family")
+    (pc_col / "color").write_text("#00ff00")
+    assert s.run("pc") == 0
+    path = f"{dav_server.home('ics')}{s.col}/"
+    props = dav_server.propfind(
+        path, '<D:displayname/><A:calendar-color xmlns:A="http://apple.com/ns/ical/"/>', "0"
+    ).text
+    assert "Family" in props and "#00ff00" in props
+    # renamed on the server (by another client); pimsync sees it after discovery refreshes
+    body = (
+        '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>'
+        "<D:displayname>Family and friends</D:displayname></D:prop></D:set></D:propertyupdate>"
+    )
+    assert dav_server.request("PROPPATCH", path, body).status in (200, 207)
+    assert main(["--config", str(s.cfg), "discover"]) == 0
+    assert s.run("pc") == 0
+    assert (pc_col / "displayname").read_text() == "Family and friends"
+    assert (pc_col / "color").read_text() == "#00ff00"

@@ -232,3 +232,38 @@ def test_keep_both_duplicates_the_loser():
     assert len(dup) == 1 and dup[0].sides == ("a", "b") and dup[0].origin == "x"
     # the losing version is kept before the winner replaces it
     assert p.actions.index(dup[0]) < next(i for i, a in enumerate(p.actions) if isinstance(a, Copy))
+
+
+# -- collection metadata ----------------------------------------------------------------
+def test_meta_changed_on_one_side_is_copied():
+    from pimsync.plan import plan_meta
+
+    base = {"displayname": "Home", "color": "#ff0000"}
+    p = plan_meta(
+        {"displayname": "Family", "color": "#ff0000"}, base, base, ["displayname", "color"]
+    )
+    assert p.set_b == {"displayname": "Family"} and p.set_a == {}
+    assert p.base == {"displayname": "Family", "color": "#ff0000"}
+    p = plan_meta(base, {"displayname": "Home", "color": None}, base, ["displayname", "color"])
+    assert p.set_a == {"color": None}  # removed on b: removed on a
+
+
+def test_meta_first_sync_fills_the_side_that_has_none():
+    from pimsync.plan import plan_meta
+
+    p = plan_meta({"displayname": None}, {"displayname": "Work"}, None, ["displayname"])
+    assert p.set_a == {"displayname": "Work"}  # never synced: a value beats none
+    p = plan_meta({"displayname": "Mine"}, {"displayname": "Work"}, None, ["displayname"], "b wins")
+    assert p.set_a == {"displayname": "Work"}
+
+
+def test_meta_conflict_and_read_only():
+    from pimsync.plan import plan_meta
+
+    base = {"color": "#000000"}
+    p = plan_meta({"color": "#111111"}, {"color": "#222222"}, base, ["color"])
+    assert p.set_b == {"color": "#111111"}
+    p = plan_meta(
+        {"color": "#111111"}, {"color": "#000000"}, base, ["color"], read_only=(False, True)
+    )
+    assert p.set_b == {} and p.base == base  # read-only b: not written, base kept

@@ -61,6 +61,7 @@ class Collection(Protocol):
     id: str
     kind: Kind
     where: str  # a path or URL, for messages
+    meta_keys: tuple[str, ...]  # the metadata it keeps: "displayname", "color" or none
 
     def list(self, token: str | None = None) -> Listing: ...
 

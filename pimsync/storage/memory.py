@@ -19,6 +19,7 @@ class MemoryCollection:
         self.where = f"memory:{collection_id}"
         self.items: dict[str, tuple[str, Record]] = {}
         self.meta: dict[str, str] = {}
+        self.meta_keys = ("displayname", "color")
 
     def list(self, token: str | None = None) -> Listing:
         return Listing(items={href: etag for href, (etag, _) in self.items.items()})

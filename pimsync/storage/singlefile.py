@@ -36,6 +36,7 @@ class SingleFileCollection:
         self._wrapper: object | None = None
         self._errors: list[MalformedRecord] = []
         self._dirty = False
+        self.meta_keys: tuple[str, ...] = ()  # a file's calendar name is not synced
 
     # reading -------------------------------------------------------------------------
     def _stat_etag(self) -> str | None:

@@ -37,6 +37,7 @@ class VdirCollection:
         self.fileext = fileext
         self.where = str(path)
         self._unsynced = False  # renames or removals not yet made durable (see flush)
+        self.meta_keys = META_KEYS
 
     def _write(self, path: Path, record: Record, exclusive: bool) -> str:
         etag = atomic_write(path, record.to_bytes(), exclusive=exclusive, sync_dir=False)

@@ -20,6 +20,7 @@ class WebcalCollection:
         self.kind = "ics"
         self.where = client.base_url
         self._records: dict[str, Record] | None = None
+        self.meta_keys: tuple[str, ...] = ()
         self._errors: list[MalformedRecord] = []
 
     def list(self, token: str | None = None) -> Listing:

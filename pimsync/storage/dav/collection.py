@@ -11,7 +11,7 @@ Tokens stored by the engine: ``sync:<token>`` or ``ctag:<ctag>``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, unquote
 
@@ -42,6 +42,11 @@ class DavCollection:
         self.kind = kind
         self.where = client.url(self.path)
         self._meta = dict(meta or {})
+        self.meta_keys: tuple[str, ...] = (
+            ("displayname", "color") if kind == "ics" else ("displayname",)
+        )
+        #: told of metadata this collection wrote (the storage keeps its discovery current)
+        self.on_meta: Callable[[str, str | None], None] | None = None
 
     # listing ---------------------------------------------------------------------------
     def _member(self, href: str) -> bool:
@@ -249,7 +254,12 @@ class DavCollection:
             {"Content-Type": "application/xml; charset=utf-8"},
         )
         check_status(resp, "PROPPATCH", (200, 207))
+        refused = xml.failed_statuses(resp.body, resp.url) if resp.status == 207 else []
+        if refused:
+            raise HttpError(f"PROPPATCH of {key}: refused ({refused[0]})", url=resp.url)
         self._meta[key] = value
+        if self.on_meta is not None:
+            self.on_meta(key, value)
 
 
 def collection_id_of(path: str) -> str:

@@ -9,7 +9,7 @@ home set: the collections with displayname, color and supported components.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
 from pimsync.errors import NotFound, StorageError
@@ -206,7 +206,16 @@ class DavStorage:
         if found is None:
             raise NotFound(f"no collection {collection_id!r}", where=self.client.base_url)
         meta = {"displayname": found.displayname, "color": found.color}
-        return DavCollection(self.client, found.path, found.id, self.kind, meta)
+        col = DavCollection(self.client, found.path, found.id, self.kind, meta)
+
+        def remember(key: str, value: str | None) -> None:
+            assert self._found is not None
+            current = self._found[found.id]
+            self._found[found.id] = replace(current, **{key: value})
+            self.discovered = True
+
+        col.on_meta = remember
+        return col
 
     def create_collection(self, collection_id: str) -> DavCollection:
         check_collection_id(collection_id, self.client.base_url)

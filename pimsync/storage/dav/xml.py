@@ -171,6 +171,13 @@ def parse_multistatus(body: bytes, url: str) -> Multistatus:
     return Multistatus(out, token.strip() if token else None)
 
 
+def failed_statuses(body: bytes, url: str) -> list[int]:
+    """Every 4xx/5xx status anywhere in a multistatus (e.g. a refused PROPPATCH)."""
+    root = parse_xml(body, url)
+    codes = [_status_code(el.text) for el in root.iter(tag(DAV, "status"))]
+    return [c for c in codes if c is not None and c >= 400]
+
+
 def text_of(element: object) -> str | None:
     """The text of a property element (None if absent or empty)."""
     if element is None:
