@@ -69,14 +69,37 @@ class ConsoleReporter:
         self.verbose, self.quiet = verbose, quiet
         self.dry_run = False
 
+    #: transfers shorter than this draw no bar
+    PROGRESS_MIN = 100
+
     def action(self, line: str) -> None:
         if self.verbose:
+            self._clear()
             print(line, file=self.out)
 
+    def progress(self, where: str, phase: str, done: int, total: int) -> None:
+        """A bar on a terminal (stderr) for long transfers; nothing under cron or systemd."""
+        if self.quiet or total < self.PROGRESS_MIN or not self.err.isatty():
+            return
+        width = 30
+        filled = width * done // total
+        bar = "#" * filled + "-" * (width - filled)
+        self.err.write(f"\r{where}: {phase} [{bar}] {done}/{total}\x1b[K")
+        self.err.flush()
+        self._bar = True
+
+    def _clear(self) -> None:
+        if getattr(self, "_bar", False):
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+            self._bar = False
+
     def error(self, line: str) -> None:
+        self._clear()
         print(f"error: {line}", file=self.err)
 
     def collection_done(self, pair: str, result: object) -> None:
+        self._clear()
         if not self.quiet:
             from pimsync.sync import CollectionResult
 

@@ -66,12 +66,14 @@ class Executor:
         pair: str,
         collection: str,
         log: Callable[[str], None] = lambda line: None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.cols = cols
         self.db = db
         self.pair = pair
         self.collection = collection
         self.log = log
+        self.progress = progress
         self.stats = Stats()
         #: idents whose "keep both" copy failed: their winner must not replace anything
         self._blocked: set[str] = set()
@@ -81,6 +83,8 @@ class Executor:
     def run(self, actions: Sequence[Action]) -> Stats:
         for start in range(0, len(actions), BATCH):
             self._batch(actions[start : start + BATCH])
+            if self.progress is not None:
+                self.progress("writing", min(start + BATCH, len(actions)), len(actions))
         return self.stats
 
     # --------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ class Reporter:
     def collection_done(self, pair: str, result: CollectionResult) -> None:
         pass
 
+    def progress(self, where: str, phase: str, done: int, total: int) -> None:
+        """A long transfer advanced (the CLI draws a bar on a terminal)."""
+        pass
+
 
 def read_side(
     col: Collection,
@@ -79,6 +83,7 @@ def read_side(
     token: str | None,
     read_only: bool,
     errors: list[str],
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> _Side:
     """List a collection and read what changed since the state; build the planner's view."""
     listing = col.list(token)
@@ -122,7 +127,9 @@ def read_side(
     for exc in listing.errors:
         unreadable(None, exc, exc.uid)
     if changed:
-        for fetched in col.get(changed):
+        for n, fetched in enumerate(col.get(changed), 1):
+            if progress is not None and (n % 50 == 0 or n == len(changed)):
+                progress(f"reading {side}", n, len(changed))
             if fetched.record is not None:
                 record = fetched.record
                 items[record.ident] = Item(fetched.href, fetched.etag, record.hash, record)
@@ -170,8 +177,12 @@ def sync_collection(
         entries = db.entries(name, collection)
         tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
         read_errors: list[str] = []
+
+        def progress(phase: str, done: int, total: int) -> None:
+            reporter.progress(where, phase, done, total)
+
         sides = {
-            s: read_side(cols[s], s, entries, tokens[s], read_only[s], read_errors)
+            s: read_side(cols[s], s, entries, tokens[s], read_only[s], read_errors, progress)
             for s in ("a", "b")
         }
         the_plan: Plan = plan(
@@ -186,7 +197,7 @@ def sync_collection(
                 reporter.action(f"{where}: would {line}")
         else:
             executor = Executor(
-                cols, db, name, collection, lambda x: reporter.action(f"{where}: {x}")
+                cols, db, name, collection, lambda x: reporter.action(f"{where}: {x}"), progress
             )
             stats = executor.run(the_plan.actions)
             for line in stats.errors:

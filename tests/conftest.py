@@ -32,3 +32,68 @@ def make_card(uid: str, name: str = "Someone", *, extra: str = "") -> bytes:
 def corpus() -> Path:
     assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS}"
     return CORPUS
+
+
+# --- Real CalDAV/CardDAV servers (see tests/servers.py) ------------------------------------
+# One Radicale and one Xandikos per pytest process, started on first use, bound to
+# 127.0.0.1 on a free port, storage under tmp_path_factory, stopped by a finaliser at session end.
+
+import uuid  # noqa: E402
+
+from tests import servers as dav_servers  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def radicale(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """Radicale 3.9, auth none, user alice: homes /alice/."""
+    server = dav_servers.start_radicale(tmp_path_factory.mktemp("radicale"))
+    request.addfinalizer(server.stop)
+    return server
+
+
+@pytest.fixture(scope="session")
+def radicale_auth(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """Radicale 3.9 with htpasswd (plain) auth: alice / secret."""
+    server = dav_servers.start_radicale(tmp_path_factory.mktemp("radicale-auth"), auth=True)
+    request.addfinalizer(server.stop)
+    return server
+
+
+@pytest.fixture(scope="session")
+def xandikos(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """Xandikos 0.4.10, no auth: homes /user/calendars/ and /user/contacts/."""
+    server = dav_servers.start_xandikos(tmp_path_factory.mktemp("xandikos"))
+    request.addfinalizer(server.stop)
+    return server
+
+
+@pytest.fixture(params=["radicale", "xandikos"])
+def dav_server(request: pytest.FixtureRequest):
+    """Each session server in turn."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def dav_collection(request: pytest.FixtureRequest):
+    """Factory: ``dav_collection(server, kind)`` makes a fresh, uniquely named, empty
+    calendar ("ics") or address book ("vcf") and returns its URL path; it is deleted
+    (best effort) after the test."""
+    made: list[tuple[dav_servers.DavServer, str]] = []
+
+    def make(
+        server: dav_servers.DavServer, kind: dav_servers.RecordKind, name: str | None = None
+    ) -> str:
+        if name is None:
+            stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())
+            name = f"{stem[:40].strip('-')}-{uuid.uuid4().hex[:8]}"
+        path = server.make_collection(name, kind)
+        made.append((server, path))
+        return path
+
+    yield make
+    for server, path in made:
+        if server.alive():
+            try:
+                server.request("DELETE", path)
+            except OSError:
+                pass
