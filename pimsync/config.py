@@ -45,6 +45,7 @@ CONFLICT_FALLBACKS: tuple[str, ...] = CONFLICT_POLICIES
 COLLECTIONS_KEYWORDS: tuple[str, ...] = ("all", "from a", "from b")
 DEFAULT_LOCK_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECTIONS = 4  # requests to one server at once
 COLLECTION_PLACEHOLDER = "{collection}"
 
 # file extension -> kind of records ("ics" or "vcf")
@@ -85,6 +86,7 @@ _DAV_KEYS = (
     "keyring",
     "verify",
     "timeout",
+    "connections",
     "read_only",
 )
 _STORAGE_KEYS: dict[str, tuple[str, ...]] = {
@@ -142,6 +144,7 @@ class StorageConfig:
     keyring: str | None = None
     verify: bool | Path = True
     timeout: float = DEFAULT_TIMEOUT
+    connections: int = DEFAULT_CONNECTIONS
 
     @property
     def kind(self) -> str:
@@ -516,6 +519,14 @@ class _Loader:
                 )
             if "timeout" in t:
                 kw["timeout"] = self.number(f"{key}.timeout", t["timeout"], allow_zero=False)
+            if "connections" in t:
+                value = t["connections"]
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
+                    raise self.error(
+                        f"{key}.connections",
+                        f"{_show(value)} is not allowed; use a whole number from 1 to 32",
+                    )
+                kw["connections"] = value
             if stype == "webcal":
                 if "read_only" in t and not read_only:
                     raise self.error(

@@ -11,6 +11,7 @@ that the next run recognises (see ``plan.effective_entries``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
@@ -123,20 +124,23 @@ class Executor:
                 with self.db.transaction():
                     self.db.add_pending(self.pair, self.collection, notes)
 
-        outcomes = []
+        outcomes: list[_Outcome] = []
+        # "keep both" copies first: the winner replaces nothing whose copy failed
+        for outcome in self._apply_all([a for a in prepared if isinstance(a, Duplicate)]):
+            if outcome.error is not None:
+                self._blocked.add(outcome.action.origin)  # type: ignore[union-attr]
+            outcomes.append(outcome)
+        rest: list[Action] = []
         for action in prepared:
             if isinstance(action, Skip):
                 self.log(str(action))
                 self.stats.skipped += 1
                 self.stats.conflicts += action.reason.startswith("conflict")
-                continue
-            if isinstance(action, Copy) and action.ident in self._blocked:
+            elif isinstance(action, Copy) and action.ident in self._blocked:
                 self.stats.retry.add(action.ident)
-                continue
-            outcome = self._apply(action)
-            if isinstance(action, Duplicate) and outcome.error is not None:
-                self._blocked.add(action.origin)
-            outcomes.append(outcome)
+            elif not isinstance(action, Duplicate):
+                rest.append(action)
+        outcomes.extend(self._apply_all(rest))
 
         for side, col in self.cols.items():
             if not any(side in o.sides for o in outcomes if o.error is None):
@@ -165,6 +169,26 @@ class Executor:
                     self.db.clear_pending(self.pair, self.collection, ident)
         for o in outcomes:
             self._count(o)
+
+    def _apply_all(self, actions: list[Action]) -> list[_Outcome]:
+        """Apply actions; those that write to a collection that takes several writes at
+        once (a server) run on that many threads. Independent idents only."""
+        by_side: dict[Side | None, list[Action]] = {"a": [], "b": [], None: []}
+        for action in actions:
+            target = action.to if isinstance(action, Copy) else (
+                action.on if isinstance(action, Delete) else None
+            )  # fmt: skip
+            by_side[target].append(action)
+        out: list[_Outcome] = [self._apply(a) for a in by_side[None]]
+        for side in ("a", "b"):
+            todo = by_side[side]
+            workers = min(getattr(self.cols[side], "concurrent_writes", 1), len(todo))
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    out.extend(pool.map(self._apply, todo))
+            else:
+                out.extend(self._apply(a) for a in todo)
+        return out
 
     def _count(self, o: _Outcome) -> None:
         action = o.action

@@ -640,3 +640,21 @@ def test_collections_invalid(tmp_path: Path, value: str, fragment: str) -> None:
 def test_collections_from_a(tmp_path: Path) -> None:
     cfg = load(tmp_path, CAL + PAIR + 'collections = "from a"\n')
     assert cfg.pairs["calendars"].collections == "from a"
+
+
+def test_dav_connections_bounds(tmp_path):
+    from pimsync.config import ConfigError, load_config
+
+    def cfg(value: str):
+        path = tmp_path / "c.toml"
+        path.write_text(
+            "[storages.a]\ntype='vdir'\npath='a'\nfileext='.ics'\n"
+            f"[storages.s]\ntype='caldav'\nurl='https://x.example/'\nconnections={value}\n"
+            "[pairs.p]\na='a'\nb='s'\n"
+        )
+        return load_config(path)
+
+    assert cfg("8").storages["s"].connections == 8
+    for bad in ("0", "33", "2.5", "true", "'4'"):
+        with pytest.raises(ConfigError, match="storages.s.connections"):
+            cfg(bad)

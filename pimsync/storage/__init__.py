@@ -55,6 +55,7 @@ def open_storage(cfg: StorageConfig, db: StateDB | None = None) -> Storage:
             password=secret.reveal() if secret is not None else None,
             verify=cfg.verify,
             timeout=cfg.timeout,
+            max_connections=cfg.connections,
         )
         cached = db.discovered(cfg.name, cfg.url, DISCOVERY_MAX_AGE) if db is not None else None
         found = [Found.from_json(f) for f in cached] if cached is not None else None

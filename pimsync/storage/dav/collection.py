@@ -45,6 +45,8 @@ class DavCollection:
         self.meta_keys: tuple[str, ...] = (
             ("displayname", "color") if kind == "ics" else ("displayname",)
         )
+        #: writes that may run at once (the engine uses this many threads)
+        self.concurrent_writes = client.max_connections
         #: told of metadata this collection wrote (the storage keeps its discovery current)
         self.on_meta: Callable[[str, str | None], None] | None = None
 
