@@ -11,11 +11,11 @@ made. The engine commits state only after ``flush`` returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pimsync.errors import MalformedRecord, StorageError
+from pimsync.errors import MalformedRecord, NotFound, StorageError
 from pimsync.model.record import Kind, Record
 
 
@@ -106,6 +106,31 @@ class Storage(Protocol):
     def collection(self, collection_id: str) -> Collection: ...
 
     def create_collection(self, collection_id: str) -> Collection: ...
+
+
+def fetch_parsed(
+    records: Mapping[str, Record],
+    hrefs: Sequence[str],
+    where: str,
+    on_error: Callable[[MalformedRecord], None] | None = None,
+) -> Iterator[Fetched]:
+    """``get`` for collections that parsed a whole file to list it (a single file, a
+    webcal feed): what is read gets the value check that listing left out."""
+    from pimsync.model import check
+
+    for href in hrefs:
+        record = records.get(href)
+        if record is None:
+            yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=where))
+            continue
+        try:
+            check(record, where)
+        except MalformedRecord as exc:
+            if on_error is not None:
+                on_error(exc)
+            yield Fetched(href, record.hash, error=exc)
+            continue
+        yield Fetched(href, record.hash, record=record)
 
 
 def check_collection_id(collection_id: str, where: str) -> str:

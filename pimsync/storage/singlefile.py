@@ -19,7 +19,13 @@ from pathlib import Path
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
 from pimsync.model.record import Kind, Record
-from pimsync.storage.base import CollectionInfo, Fetched, Listing, check_collection_id
+from pimsync.storage.base import (
+    CollectionInfo,
+    Fetched,
+    Listing,
+    check_collection_id,
+    fetch_parsed,
+)
 from pimsync.storage.fsutil import atomic_write, file_etag
 
 PLACEHOLDER = "{collection}"
@@ -87,22 +93,10 @@ class SingleFileCollection:
         return Listing(items=items, token=self._loaded_etag, errors=list(self._errors))
 
     def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
-        from pimsync.model import check
-
         if self._loaded_etag is None:
             self._load()
-        for href in hrefs:
-            record = self._records.get(href)
-            if record is None:
-                yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=self.where))
-                continue
-            try:
-                check(record, self.where)
-            except MalformedRecord as exc:
-                self._errors.append(exc)  # the file is not rewritten while it holds it
-                yield Fetched(href, record.hash, error=exc)
-                continue
-            yield Fetched(href, record.hash, record=record)
+        # a record with a bad value keeps the file from being rewritten (see flush)
+        return fetch_parsed(self._records, hrefs, self.where, self._errors.append)
 
     # writing -------------------------------------------------------------------------
     def _check(self, href: str, etag: str | None) -> None:

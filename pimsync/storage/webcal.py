@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from pimsync.errors import MalformedRecord, NotFound, ReadOnlyError
 from pimsync.model.record import Record
-from pimsync.storage.base import CollectionInfo, Fetched, Listing
+from pimsync.storage.base import CollectionInfo, Fetched, Listing, fetch_parsed
 from pimsync.storage.dav.http import HttpClient, check_status
 
 
@@ -50,22 +50,10 @@ class WebcalCollection:
         return Listing(items=items, token=new_token, errors=list(self._errors))
 
     def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
-        from pimsync.model import check
-
         if self._records is None:
             self.list(None)
         assert self._records is not None
-        for href in hrefs:
-            record = self._records.get(href)
-            if record is None:
-                yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=self.where))
-                continue
-            try:
-                check(record, self.where)
-            except MalformedRecord as exc:
-                yield Fetched(href, record.hash, error=exc)
-                continue
-            yield Fetched(href, record.hash, record=record)
+        return fetch_parsed(self._records, hrefs, self.where)
 
     def _refuse(self, *args: object) -> object:
         raise ReadOnlyError("a webcal subscription cannot be written", where=self.where)
