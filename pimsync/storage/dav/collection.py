@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
 from pimsync.model.record import Kind, Record
@@ -52,11 +52,12 @@ class DavCollection:
 
     # listing ---------------------------------------------------------------------------
     def _member(self, href: str) -> bool:
-        return (
-            href != self.path
-            and href.startswith(self.path)
-            and "/" not in href[len(self.path) :].rstrip("/")
-        )
+        """Is href a record directly inside this collection? Never the collection itself,
+        never ``.``/``..`` (in any encoding), never anything deeper or elsewhere."""
+        if href == self.path or not href.startswith(self.path):
+            return False
+        name = unquote(href[len(self.path) :].rstrip("/"))
+        return name not in ("", ".", "..") and "/" not in name and "\\" not in name
 
     def list(self, token: str | None = None) -> Listing:
         if token and token.startswith("ctag:"):
@@ -220,7 +221,8 @@ class DavCollection:
         return ""
 
     def _check_href(self, href: str) -> str:
-        if not self._member(href):
+        # also check the URL really requested: urljoin resolves dot segments
+        if not self._member(href) or urlsplit(self.client.url(href)).path != href:
             raise StorageError(f"refusing href {href!r} outside the collection", where=self.where)
         return href
 

@@ -29,7 +29,7 @@ from pimsync.errors import StorageError
 
 USER_AGENT = f"pimsync/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
-MAX_RETRY_AFTER = 60.0
+MAX_RETRY_AFTER = 30.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 
 
@@ -196,7 +196,12 @@ class HttpClient:
             try:
                 response = self._send(method, url, body, hdrs)
             except (OSError, http.client.HTTPException) as exc:
-                if retry and attempt < self.backoff.attempts:
+                # a certificate that does not verify will not verify on a second try
+                if (
+                    retry
+                    and attempt < self.backoff.attempts
+                    and not isinstance(exc, ssl.SSLCertVerificationError)
+                ):
                     time.sleep(self.backoff.base * 2 ** (attempt - 1))
                     continue
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
