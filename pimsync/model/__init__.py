@@ -11,10 +11,11 @@ import os
 
 from pimsync.model.info import newest_key, summary, with_uid
 from pimsync.model.record import CONTENT_IDENT_PREFIX, Kind, Record
-from pimsync.model.split import SplitResult, Wrapper, check, join, parse_record, split
+from pimsync.model.split import Joiner, SplitResult, Wrapper, check, join, parse_record, split
 
 __all__ = [
     "CONTENT_IDENT_PREFIX",
+    "Joiner",
     "Kind",
     "Record",
     "SplitResult",

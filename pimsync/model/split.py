@@ -458,52 +458,70 @@ def parse_record(data: bytes, kind: Kind, where: str) -> Record:
     return _parse_vcf(text, where)
 
 
-def join(records: Iterable[Record], kind: Kind, wrapper: Wrapper | None = None) -> bytes:
-    """One file holding ``records`` (CRLF line endings).
+class Joiner:
+    """Join records into one file a piece at a time, for files too large to hold (an
+    archive of a whole collection): :meth:`add` returns each record's text for the body;
+    :meth:`head` and :meth:`tail` (asked after the last ``add``) go around it.
 
     ics: one VCALENDAR with the wrapper's property lines (no wrapper: those of the first
     record; none at all and no record: VERSION and PRODID), the VTIMEZONEs deduplicated
     by TZID (first wins; the records' first, then the wrapper's), then every record's
-    other components in order.
-    vcf: the cards one after the other.
+    other components in order. vcf: the cards one after the other.
     """
-    if kind == "vcf":
-        lines: list[str] = []
-        for record in records:
-            doc = parse(record.text)
-            for comp in doc.components:
-                lines.extend(doc.raw(comp))
-        return (CRLF.join(lines) + CRLF).encode("utf-8", "surrogateescape") if lines else b""
 
-    properties: list[str] | None = None
-    timezones: dict[str, str] = {}
-    components: list[str] = []
+    def __init__(self, kind: Kind, wrapper: Wrapper | None = None) -> None:
+        self.kind = kind
+        self.wrapper = wrapper
+        self._properties: list[str] | None = None
+        self._timezones: dict[str, str] = {}
+        self._any = False
 
-    def add_timezone(doc: Document, comp: Component) -> None:
+    def _add_timezone(self, doc: Document, comp: Component) -> None:
         tzid = _value(comp.find("TZID"))
-        key = tzid if tzid is not None else f"\0{len(timezones)}"
-        timezones.setdefault(key, doc.raw_text(comp))
+        key = tzid if tzid is not None else f"\0{len(self._timezones)}"
+        self._timezones.setdefault(key, doc.raw_text(comp))
 
-    for record in records:
+    def add(self, record: Record) -> str:
+        """The body text of one record (CRLF line endings, ending with CRLF, or '')."""
         doc = parse(record.text)
+        pieces: list[str] = []
         for top in doc.components:
-            if top.name != "VCALENDAR":  # a bare component: take it as it is
-                components.append(doc.raw_text(top))
+            if self.kind == "vcf" or top.name != "VCALENDAR":  # a card, or a bare component
+                pieces.append(doc.raw_text(top))
                 continue
-            if properties is None:
-                properties = [doc.raw_text(line) for line in top.lines]
+            if self._properties is None:
+                self._properties = [doc.raw_text(line) for line in top.lines]
             for child in top.children:
                 if child.name == "VTIMEZONE":
-                    add_timezone(doc, child)
+                    self._add_timezone(doc, child)
                 else:
-                    components.append(doc.raw_text(child))
-    if wrapper is not None:
-        for tz_text in wrapper.timezones:
-            tz_doc = parse(tz_text)
-            for comp in tz_doc.components:
-                add_timezone(tz_doc, comp)
-        properties = list(wrapper.properties)
-    if not properties and not components:  # a new, empty calendar
-        properties = list(DEFAULT_CALENDAR_PROPERTIES)
-    text = _calendar_text(properties, [*timezones.values(), *components])
+                    pieces.append(doc.raw_text(child))
+        if pieces:
+            self._any = True
+        return "".join(p + CRLF for p in pieces)
+
+    def head(self) -> str:
+        if self.kind == "vcf":
+            return ""
+        properties = self._properties
+        if self.wrapper is not None:
+            for tz_text in self.wrapper.timezones:
+                tz_doc = parse(tz_text)
+                for comp in tz_doc.components:
+                    self._add_timezone(tz_doc, comp)
+            properties = list(self.wrapper.properties)
+        if not properties and not self._any:  # a new, empty calendar
+            properties = list(DEFAULT_CALENDAR_PROPERTIES)
+        return "".join(line + CRLF for line in ["BEGIN:VCALENDAR", *(properties or ()),
+                                                 *self._timezones.values()])  # fmt: skip
+
+    def tail(self) -> str:
+        return "" if self.kind == "vcf" else "END:VCALENDAR" + CRLF
+
+
+def join(records: Iterable[Record], kind: Kind, wrapper: Wrapper | None = None) -> bytes:
+    """One file holding ``records`` (CRLF line endings); see :class:`Joiner`."""
+    joiner = Joiner(kind, wrapper)
+    body = "".join(joiner.add(record) for record in records)
+    text = joiner.head() + body + joiner.tail()
     return text.encode("utf-8", "surrogateescape")
