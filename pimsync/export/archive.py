@@ -1,0 +1,278 @@
+"""Write a point-in-time archive of every collection of some storages.
+
+``<path>/<export>-<UTC YYYYmmddTHHMMSSZ>.tar.gz`` (or ``.zip``) holds ``manifest.json`` and
+one standard file per collection, ``<storage>/<collection>.ics`` (one VCALENDAR, every
+record, VTIMEZONEs deduplicated) or ``.vcf``: any calendar or contacts app imports it as
+it is.
+
+Point in time: a collection is listed before and after it is read; what changed meanwhile
+is read again (a few rounds), and the manifest says if the collection never settled.
+Streaming: records are read in small batches and written to a spool file, never held all
+at once. Safe: the archive is written under a temporary name, verified, and only then
+renamed into place, with mode 0600; a failure leaves earlier archives untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pimsync import __version__
+from pimsync.errors import MalformedRecord, NotFound, PimsyncError, StorageError
+from pimsync.storage.base import Collection, Storage
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+READ_BATCH = 200  # records read at once: bounds the memory an export needs
+SETTLE_ROUNDS = 3
+
+
+class ExportError(PimsyncError):
+    """An export could not be made (earlier archives are untouched)."""
+
+
+@dataclass
+class CollectionEntry:
+    """One collection in the manifest."""
+
+    storage: str
+    collection: str
+    where: str
+    kind: str
+    file: str
+    displayname: str | None = None
+    color: str | None = None
+    count: int = 0
+    sha256: str = ""
+    settled: bool = True
+    records: list[dict[str, str | None]] = field(default_factory=list)  # uid, etag
+    errors: list[str] = field(default_factory=list)
+
+
+def _member_name(storage: str, collection: str, kind: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in collection)
+    return f"{storage}/{safe.lstrip('.') or '_'}.{kind}"
+
+
+class _Spool:
+    """A collection's file, built on disk: the body (records, in listing order) first,
+    then head + body + tail copied into the archive."""
+
+    def __init__(self, directory: Path, kind: str) -> None:
+        from pimsync.model import Joiner
+
+        self.joiner = Joiner(kind)  # type: ignore[arg-type]
+        self.body = tempfile.TemporaryFile(dir=directory)
+        self.spans: dict[str, tuple[int, int]] = {}  # href -> (offset, length) in body
+
+    def add(self, href: str, record: object) -> None:
+        data = self.joiner.add(record).encode("utf-8", "surrogateescape")  # type: ignore[arg-type]
+        offset = self.body.seek(0, os.SEEK_END)
+        self.body.write(data)
+        self.spans[href] = (offset, len(data))
+
+    def drop(self, href: str) -> None:
+        self.spans.pop(href, None)
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self.joiner.head().encode("utf-8", "surrogateescape")
+        for offset, length in sorted(self.spans.values()):
+            self.body.seek(offset)
+            yield self.body.read(length)
+        yield self.joiner.tail().encode("utf-8", "surrogateescape")
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def _etags(col: Collection, token: str | None) -> tuple[dict[str, str], str | None]:
+    listing = col.list(token)
+    if listing.delta:
+        raise AssertionError("a full listing was asked for")
+    return {h: e for h, e in listing.items.items() if e is not None}, listing.token
+
+
+def _changed_since(
+    col: Collection, have: dict[str, str], token: str | None
+) -> dict[str, str | None]:
+    """hrefs whose etag is not the one read (None: removed) since ``have`` was made."""
+    listing = col.list(token)
+    if listing.delta:
+        return {h: e for h, e in listing.items.items() if have.get(h) != e and (e or h in have)}
+    now = {h: e for h, e in listing.items.items() if e is not None}
+    changed: dict[str, str | None] = {h: e for h, e in now.items() if have.get(h) != e}
+    changed.update({h: None for h in have if h not in now})
+    return changed
+
+
+def snapshot(
+    storage: Storage,
+    collection_id: str,
+    spool_dir: Path,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[CollectionEntry, _Spool]:
+    """Read one collection as one consistent snapshot into a spool file."""
+    col = storage.collection(collection_id)
+    entry = CollectionEntry(
+        storage.name,
+        collection_id,
+        col.where,
+        col.kind,
+        _member_name(storage.name, collection_id, col.kind),
+        col.get_meta("displayname") if "displayname" in col.meta_keys else None,
+        col.get_meta("color") if "color" in col.meta_keys else None,
+    )
+    spool = _Spool(spool_dir, col.kind)
+    etags, token = _etags(col, None)
+    meta: dict[str, dict[str, str | None]] = {}
+
+    def read(hrefs: list[str]) -> None:
+        for start in range(0, len(hrefs), READ_BATCH):
+            for fetched in col.get(hrefs[start : start + READ_BATCH]):
+                if fetched.record is not None:
+                    spool.add(fetched.href, fetched.record)
+                    meta[fetched.href] = {"uid": fetched.record.uid, "etag": fetched.etag}
+                    etags[fetched.href] = fetched.etag
+                elif isinstance(fetched.error, NotFound):
+                    spool.drop(fetched.href)
+                    meta.pop(fetched.href, None)
+                    etags.pop(fetched.href, None)
+                else:
+                    entry.errors.append(str(fetched.error))
+
+    read(sorted(etags))
+    for _ in range(SETTLE_ROUNDS):
+        changed = _changed_since(col, etags, token)
+        if not changed:
+            break
+        log(f"{storage.name}/{collection_id}: {len(changed)} records changed while reading")
+        for href, etag in changed.items():
+            if etag is None:
+                spool.drop(href)
+                meta.pop(href, None)
+                etags.pop(href, None)
+        token = None  # compare full listings from now on: cheap enough, always correct
+        read(sorted(h for h, e in changed.items() if e is not None))
+    else:
+        entry.settled = False
+    entry.records = [meta[h] for h in sorted(meta)]
+    entry.count = len(entry.records)
+    return entry, spool
+
+
+class _Writer:
+    """The archive container: tar.gz or zip, written member by member."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.fmt = fmt
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.raw = os.fdopen(fd, "wb")
+        if fmt == "zip":
+            self.zip = zipfile.ZipFile(self.raw, "w", compression=zipfile.ZIP_DEFLATED)
+        else:
+            self.tar = tarfile.open(fileobj=self.raw, mode="w:gz", format=tarfile.PAX_FORMAT)
+
+    def add(self, name: str, chunks: Iterator[bytes]) -> str:
+        """Add a member from chunks; return its SHA-256."""
+        digest = hashlib.sha256()
+        if self.fmt == "zip":
+            with self.zip.open(name, "w", force_zip64=True) as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+            return digest.hexdigest()
+        with tempfile.TemporaryFile() as staging:  # tar needs the size first
+            for chunk in chunks:
+                digest.update(chunk)
+                staging.write(chunk)
+            info = tarfile.TarInfo(name)
+            info.size = staging.tell()
+            info.mtime = int(time.time())
+            info.mode = 0o600
+            staging.seek(0)
+            self.tar.addfile(info, staging)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        if self.fmt == "zip":
+            self.zip.close()
+        else:
+            self.tar.close()
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+        self.raw.close()
+
+
+def write_archive(
+    export: str,
+    storages: list[Storage],
+    directory: Path,
+    *,
+    fmt: str = "tar.gz",
+    now: datetime | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Path:
+    """Make, verify and put in place one archive; return its path."""
+    from pimsync.export.schedule import archive_name
+    from pimsync.export.verify import verify
+
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ExportError(f"cannot create: {exc.strerror}", where=str(directory)) from exc
+    final = directory / archive_name(export, now, fmt)
+    if final.exists():
+        raise ExportError("an archive of that second exists already", where=str(final))
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    entries: list[CollectionEntry] = []
+    try:
+        writer = _Writer(tmp, fmt)
+        try:
+            for storage in storages:
+                for info in storage.collections():
+                    entry, spool = snapshot(storage, info.id, directory, log)
+                    try:
+                        entry.sha256 = writer.add(entry.file, spool.chunks())
+                    finally:
+                        spool.close()
+                    entries.append(entry)
+                    log(f"{export}: {entry.file}: {entry.count} records")
+            manifest = {
+                "format": FORMAT_VERSION,
+                "pimsync": __version__,
+                "export": export,
+                "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "collections": [asdict(e) for e in entries],
+            }
+            body = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+            writer.add(MANIFEST, iter([body]))
+        finally:
+            writer.close()
+        verify(tmp)
+        os.replace(tmp, final)
+        with contextlib.suppress(OSError):
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, ExportError | KeyboardInterrupt):
+            raise
+        if isinstance(exc, PimsyncError | OSError | MalformedRecord | StorageError):
+            raise ExportError(f"export {export!r} failed: {exc}", where=str(final)) from exc
+        raise
+    return final

@@ -1,0 +1,80 @@
+"""Verify an archive: the manifest reads, every file's SHA-256 matches it, every record
+parses, and the records (count and UIDs) are the ones the manifest lists."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from pimsync.errors import MalformedRecord
+from pimsync.export.reader import Archive, ArchiveError, iter_records
+
+
+@dataclass(frozen=True)
+class Verified:
+    path: Path
+    created: str
+    collections: int
+    records: int
+
+
+class _Hashing(io.RawIOBase):
+    """A stream that hashes every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        data = self.raw.read(len(buffer))
+        self.digest.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def verify(path: Path) -> Verified:
+    """Raise ArchiveError naming the archive, the file and the problem; else a summary."""
+    where = str(path)
+    with Archive(path) as archive:
+        manifest = archive.manifest()
+        names = set(archive.names())
+        total = 0
+        for entry in manifest["collections"]:
+            name = entry.get("file")
+            kind = entry.get("kind")
+            if not isinstance(name, str) or kind not in ("ics", "vcf"):
+                raise ArchiveError("manifest.json: a collection without file or kind", where=where)
+            if name not in names:
+                raise ArchiveError(f"{name} is listed in the manifest but missing", where=where)
+            uids: Counter[str | None] = Counter()
+            count = 0
+            with archive.open(name) as raw:
+                hashing = _Hashing(raw)
+                stream = io.BufferedReader(hashing)
+                for item in iter_records(stream, kind, f"{where}:{name}"):
+                    if isinstance(item, MalformedRecord):
+                        raise ArchiveError(f"{name}: a record does not parse: {item}", where=where)
+                    uids[item.uid] += 1
+                    count += 1
+                while stream.read(1 << 16):  # the rest, if any, counts for the checksum
+                    pass
+            if hashing.digest.hexdigest() != entry.get("sha256"):
+                raise ArchiveError(f"{name}: checksum mismatch (the file is damaged)", where=where)
+            listed = entry.get("records") or []
+            if count != entry.get("count") or count != len(listed):
+                raise ArchiveError(
+                    f"{name}: {count} records, the manifest says {entry.get('count')}", where=where
+                )
+            if uids != Counter(r.get("uid") for r in listed):
+                raise ArchiveError(
+                    f"{name}: the records' UIDs differ from the manifest", where=where
+                )
+            total += count
+        return Verified(path, str(manifest.get("created")), len(manifest["collections"]), total)
