@@ -60,6 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "discover", parents=[common], help="find the collections of every storage (asks servers)"
     )
+    export = sub.add_parser("export", parents=[common], help="make archives now (all, or named)")
+    export.add_argument("exports", nargs="*", metavar="EXPORT")
+    archive = sub.add_parser("archive", parents=[common], help="list, verify or restore archives")
+    asub = archive.add_subparsers(dest="archive_command", metavar="ACTION", parser_class=_Parser)
+    asub.required = True
+    alist = asub.add_parser("list", parents=[common], help="the archives of every export")
+    alist.add_argument("exports", nargs="*", metavar="EXPORT")
+    averify = asub.add_parser("verify", parents=[common], help="check an archive")
+    averify.add_argument("file", metavar="FILE")
+    arestore = asub.add_parser("restore", parents=[common], help="put an archive back")
+    arestore.add_argument("file", metavar="FILE")
+    arestore.add_argument(
+        "--to", required=True, metavar="STORAGE", help="the storage to restore to"
+    )
+    arestore.add_argument("--collection", metavar="C", help="only this collection")
+    arestore.add_argument(
+        "--exact", action="store_true", help="also delete records the archive does not hold"
+    )
     return parser
 
 
@@ -134,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(config)
         if args.command == "discover":
             return _discover(config)
+        if args.command == "export":
+            return _export(config, args.exports, reporter)
+        if args.command == "archive":
+            return _archive(config, args, reporter)
         return _check(config)
     except ConfigError as exc:
         print(f"pimsync: config error: {exc}", file=sys.stderr)
@@ -198,7 +220,99 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
             failed = failed or any(r.failed for r in results)
         if not args.dry_run:
             remember_discovery(opened.values(), db)  # type: ignore[arg-type]
+    # exports that are due, after the sync and outside the state lock: an export never
+    # keeps another run from syncing
+    if not args.dry_run and not args.pairs:
+        from pimsync.export.jobs import due
+
+        names = [e.name for e in due(config)]
+        if names and _export(config, names, reporter) != EXIT_OK:
+            failed = True
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _export(config: object, names: list[str], reporter: ConsoleReporter) -> int:
+    from pimsync.config import Config
+    from pimsync.export.jobs import make_export
+
+    assert isinstance(config, Config)
+    unknown = [n for n in names if n not in config.exports]
+    if unknown:
+        known = ", ".join(config.exports) or "none"
+        print(f"pimsync: no export named {', '.join(map(repr, unknown))}; exports: {known}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    failed = False
+    for name in names or list(config.exports):
+        try:
+            path = make_export(config, config.exports[name], log=reporter.action)
+        except PimsyncError as exc:
+            reporter.error(f"export {name}: {exc} (earlier archives are untouched)")
+            failed = True
+            continue
+        if not reporter.quiet:
+            print(f"export {name}: {path}", file=reporter.out)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _archive(config: object, args: argparse.Namespace, reporter: ConsoleReporter) -> int:
+    from pathlib import Path
+
+    from pimsync.config import Config
+
+    assert isinstance(config, Config)
+    if args.archive_command == "list":
+        from pimsync.export.jobs import archives
+
+        unknown = [n for n in args.exports if n not in config.exports]
+        if unknown:
+            print(f"pimsync: no export named {', '.join(map(repr, unknown))}", file=sys.stderr)
+            return EXIT_USAGE
+        for name in args.exports or list(config.exports):
+            export = config.exports[name]
+            made = archives(export)
+            print(f"export {name} ({export.path}): {len(made)} archives")
+            for when, path in made:
+                size = path.stat().st_size
+                print(f"  {when.strftime('%Y-%m-%d %H:%M:%S')} UTC  {size:>10} bytes  {path}")
+        return EXIT_OK
+    path = Path(args.file).expanduser()
+    if args.archive_command == "verify":
+        from pimsync.export.verify import verify
+
+        try:
+            result = verify(path)
+        except PimsyncError as exc:
+            print(f"pimsync: archive verify: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(
+            f"{path}: ok, made {result.created}, {result.collections} collections, "
+            f"{result.records} records"
+        )
+        return EXIT_OK
+    from pimsync.export.restore import restore
+    from pimsync.storage import open_storage
+
+    if args.to not in config.storages:
+        print(f"pimsync: no storage named {args.to!r}; storages: {', '.join(config.storages)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    try:
+        results = restore(
+            path,
+            open_storage(config.storages[args.to]),
+            collection=args.collection,
+            exact=args.exact,
+            log=reporter.action,
+        )
+    except PimsyncError as exc:
+        print(f"pimsync: archive restore: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for result in results:
+        print(f"{args.to}/{result.summary()}")
+        for error in result.errors:
+            reporter.error(f"{args.to}/{result.collection}: {error}")
+    return EXIT_FAILED if any(r.errors for r in results) else EXIT_OK
 
 
 def _status(config: object) -> int:

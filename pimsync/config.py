@@ -4,7 +4,8 @@ Every problem is a :class:`~pimsync.errors.ConfigError` whose ``where`` is the c
 (``file:line`` for TOML syntax errors) and whose message starts with the dotted key
 (``pairs.calendars.conflict: ...``) and says what is allowed.
 
-This module is imported on every run: it uses the standard library only, and imports
+This module is imported on every run: it uses the standard library only (and
+:mod:`pimsync.export.schedule`, which does too, for ``every =`` intervals), and imports
 ``platformdirs`` (for the default ``state_dir``) and ``difflib`` (for "did you mean")
 only when they are needed.
 """
@@ -17,12 +18,15 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pimsync.errors import ConfigError
+from pimsync.export.schedule import ARCHIVE_FORMATS, DEFAULT_ARCHIVE_FORMAT, parse_interval
 
 __all__ = [
+    "ARCHIVE_FORMATS",
     "CONFLICT_FALLBACKS",
     "CONFLICT_POLICIES",
     "COLLECTIONS_KEYWORDS",
@@ -30,7 +34,9 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "EXAMPLE_CONFIG",
+    "ExportConfig",
     "GeneralConfig",
+    "KeepPolicy",
     "PairConfig",
     "STORAGE_TYPES",
     "StorageConfig",
@@ -73,10 +79,11 @@ collections = "all"            # all | "from a" | "from b" | ["home", "work"]
 conflict = "newest"            # "a wins" | "b wins" | newest | "keep both"
 """
 
-_TOP_LEVEL = ("general", "storages", "pairs")
-_PLANNED_TOP_LEVEL = ("exports",)
+_TOP_LEVEL = ("general", "storages", "pairs", "exports")
 _GENERAL_KEYS = ("state_dir", "lock_timeout")
 _PAIR_KEYS = ("a", "b", "collections", "conflict", "conflict_fallback")
+_EXPORT_KEYS = ("storages", "path", "every", "keep", "format")
+_KEEP_KEYS = ("last", "daily", "weekly", "monthly")
 _DAV_KEYS = (
     "type",
     "url",
@@ -184,13 +191,42 @@ class PairConfig:
 
 
 @dataclass(frozen=True)
+class KeepPolicy:
+    """``keep = { last = 7, daily = 30, weekly = 8, monthly = 12 }``: how many archives of an
+    export to keep, by tier; a key left out is 0. The newest archive is always kept. See
+    :func:`pimsync.export.retention.to_keep` for the rule."""
+
+    last: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """``[exports.NAME]``: archive the named ``storages`` (at least one, defined, no
+    duplicates) into the directory ``path`` (absolute). ``every`` is how long after the last
+    archive ``pimsync run`` makes a new one (None: only ``pimsync export`` does); ``keep``
+    None keeps every archive; ``format`` is one of :data:`ARCHIVE_FORMATS`."""
+
+    name: str
+    storages: tuple[str, ...]
+    path: Path
+    every: timedelta | None = None
+    keep: KeepPolicy | None = None
+    format: str = DEFAULT_ARCHIVE_FORMAT
+
+
+@dataclass(frozen=True)
 class Config:
-    """The whole config file; ``path`` is the file it was read from."""
+    """The whole config file; ``path`` is the file it was read from. At least one of
+    ``pairs`` and ``exports`` is non-empty."""
 
     path: Path
     general: GeneralConfig
     storages: dict[str, StorageConfig]
     pairs: dict[str, PairConfig]
+    exports: dict[str, ExportConfig] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- find_config
@@ -425,8 +461,6 @@ class _Loader:
 
     def load(self, data: dict[str, Any]) -> Config:
         for k in data:
-            if k in _PLANNED_TOP_LEVEL:
-                raise self.error(k, f"{k} is not supported yet (planned); remove the [{k}] table")
             if k not in _TOP_LEVEL:
                 hint = ""
                 if k in _GENERAL_KEYS:
@@ -441,13 +475,19 @@ class _Loader:
         pairs: dict[str, PairConfig] = {}
         for name, value in self.table("pairs", data.get("pairs", {})).items():
             pairs[name] = self.pair(name, value, storages)
-        if not pairs:
+        exports: dict[str, ExportConfig] = {}
+        for name, value in self.table("exports", data.get("exports", {})).items():
+            exports[name] = self.export(name, value, storages)
+        if not pairs and not exports:
             raise self.error(
                 "pairs",
-                'no pairs defined; add at least one [pairs.NAME] table with a = "STORAGE" '
-                'and b = "STORAGE"',
+                "no pairs defined (and no exports); add at least one [pairs.NAME] table with "
+                'a = "STORAGE" and b = "STORAGE", or an [exports.NAME] table with '
+                'storages = ["STORAGE"] and path = "DIRECTORY"',
             )
-        return Config(path=self.path, general=general, storages=storages, pairs=pairs)
+        return Config(
+            path=self.path, general=general, storages=storages, pairs=pairs, exports=exports
+        )
 
     def general(self, value: object) -> GeneralConfig:
         t = self.table("general", value)
@@ -681,3 +721,90 @@ class _Loader:
                 raise self.error(key, f"{item!r} is listed twice")
             seen.add(item)
         return tuple(value)
+
+    def export(self, name: str, value: object, storages: dict[str, StorageConfig]) -> ExportConfig:
+        key = f"exports.{name}"
+        self.name(key, name)
+        t = self.table(key, value)
+        self.check_keys(key, t, _EXPORT_KEYS)
+        defined = ", ".join(storages) or "(none)"
+        if "storages" not in t:
+            raise self.error(
+                f"{key}.storages",
+                f'missing; a list of the storages to archive, like ["NAME"]; '
+                f"defined storages: {defined}",
+            )
+        names = self.export_storages(f"{key}.storages", t["storages"], storages)
+        if "path" not in t:
+            raise self.error(f"{key}.path", "missing; the directory the archives are written to")
+        path = self.path_value(f"{key}.path", t["path"])
+        if COLLECTION_PLACEHOLDER in str(path):
+            raise self.error(
+                f"{key}.path",
+                f'{COLLECTION_PLACEHOLDER} is only for storages of type "file"; an export path '
+                "is the directory the archives are written to",
+            )
+        every = self.interval(f"{key}.every", t["every"]) if "every" in t else None
+        keep = self.keep(f"{key}.keep", t["keep"]) if "keep" in t else None
+        fmt = (
+            self.choice(f"{key}.format", t["format"], ARCHIVE_FORMATS)
+            if "format" in t
+            else DEFAULT_ARCHIVE_FORMAT
+        )
+        return ExportConfig(
+            name=name, storages=names, path=path, every=every, keep=keep, format=fmt
+        )
+
+    def export_storages(
+        self, key: str, value: object, storages: dict[str, StorageConfig]
+    ) -> tuple[str, ...]:
+        defined = ", ".join(storages) or "(none)"
+        allowed = f"name one or more of the storages: {defined}"
+        if not isinstance(value, list):
+            raise self.error(
+                key,
+                f'expected a list of storage names like ["laptop"], got {_toml_type(value)} '
+                f"({_show(value)}); {allowed}",
+            )
+        if not value:
+            raise self.error(key, f"the list is empty; {allowed}")
+        seen: set[str] = set()
+        for item in value:
+            if not isinstance(item, str):
+                raise self.error(
+                    key, f"expected storage names (strings), got {_toml_type(item)} ({_show(item)})"
+                )
+            if item not in storages:
+                raise self.error(key, f"no storage named {item!r}; defined storages: {defined}")
+            if item in seen:
+                raise self.error(key, f"{item!r} is listed twice")
+            seen.add(item)
+        return tuple(value)
+
+    def interval(self, key: str, value: object) -> timedelta:
+        if not isinstance(value, str):
+            raise self.error(
+                key,
+                f'expected a string like "1d", got {_toml_type(value)} ({_show(value)}); '
+                'use "30m", "6h", "1d", "2w" or "1d12h"',
+            )
+        try:
+            return parse_interval(value)
+        except ValueError as e:
+            raise self.error(key, str(e)) from e
+
+    def keep(self, key: str, value: object) -> KeepPolicy:
+        example = "{ last = 7, daily = 30, weekly = 8, monthly = 12 }"
+        if not isinstance(value, dict):
+            raise self.error(
+                key, f"expected a table like {example}, got {_toml_type(value)} ({_show(value)})"
+            )
+        self.check_keys(key, value, _KEEP_KEYS)
+        counts: dict[str, int] = {}
+        for k, n in value.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise self.error(
+                    f"{key}.{k}", f"{_show(n)} is not allowed; use a whole number >= 0"
+                )
+            counts[k] = n
+        return KeepPolicy(**counts)

@@ -40,8 +40,11 @@ icalendar), so that writing a record and reading it back gives the same hash:
   ENCODING (quoted-printable, 7bit, 8bit) and CHARSET parameters are then left out;
   ``ENCODING=BASE64`` == ``ENCODING=b``.
 
-Everything else is part of it: in particular what a server loses (a TYPE it drops, a
-value it cuts at an unescaped comma) stays visible.
+Everything else is part of it: in particular what a server loses or changes stays
+visible: a vCard 2.1 TYPE vobject drops, a value vobject cuts at an unescaped comma,
+trailing white space it drops, the backslash icalendar keeps from an invalid escape
+(``\\"`` read as a backslash and a quote, written ``\\\\"``), a UTC time icalendar
+turns into a local one.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 
 from pimsync.model.lines import Component, Line, parse
@@ -192,7 +195,13 @@ _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _KEEP_SEPARATORS = {"n": "\\n", "N": "\\n", "\\": "\\\\", ";": "\\;", ",": "\\,"}
 _AS_TEXT = {"n": "\\n", "N": "\\n", "\\": "\\\\"}
 _DROP = {"n": "\\n", "N": "\\n"}
-_DURATION_RE = re.compile(r"([+-]?)P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+#: A duration (RFC 5545 3.3.6; at most 12 digits a number, or int() may refuse it).
+_DURATION_RE = re.compile(
+    r"([+-]?)P(?:(\d{1,12})W)?(?:(\d{1,12})D)?"
+    r"(?:T(?:(\d{1,12})H)?(?:(\d{1,12})M)?(?:(\d{1,12})S)?)?"
+)
+#: A decimal number without exponent (GEO); bounded, unlike what Decimal accepts.
+_DECIMAL = re.compile(r"[+-]?\d{1,30}(?:\.\d{0,30})?")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _NO_OP_ENCODINGS = frozenset({"quoted-printable", "7bit", "8bit"})
@@ -229,11 +238,10 @@ def _duration(value: str) -> str:
 
 
 def _number(text: str) -> str:
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
+    """A decimal number without ``+`` and trailing zeros (anything else as it is)."""
+    if _DECIMAL.fullmatch(text) is None:
         return text
-    return format(number.normalize(), "f") if number.is_finite() else text
+    return format(Decimal(text).normalize(), "f")
 
 
 def _strip_empty_components(value: str) -> str:
@@ -253,7 +261,10 @@ def _as_text(value: str) -> str:
     """A TEXT value with ``\\,`` and ``\\;`` decoded, ``\\N`` as ``\\n``, invalid escapes
     dropped (``\\\\`` and ``\\n`` kept: the result stays unambiguous)."""
     if "\\\\" not in value:  # every backslash starts an escape: str.replace is enough
-        text = value.replace("\\,", ",").replace("\\;", ";").replace("\\N", "\\n")
+        text = value.replace("\\,", ",")
+        if "\\" not in text:  # the common case: only escaped commas
+            return text
+        text = text.replace("\\;", ";").replace("\\N", "\\n")
         if text.count("\\") == text.count("\\n"):
             return text
     return _ESCAPE.sub(_AS_TEXT_SUB, value)
@@ -320,7 +331,7 @@ def _decode(value: str, charset: set[str] | None, quoted_printable: bool) -> str
         return value
     try:
         text = data.decode(name, "surrogateescape")
-    except LookupError:  # an unknown charset
+    except (LookupError, ValueError):  # an unknown charset, or not a text encoding
         text = data.decode("utf-8", "surrogateescape")
     if quoted_printable:
         text = _NEWLINE.sub("\\\\n", text)
@@ -328,8 +339,9 @@ def _decode(value: str, charset: set[str] | None, quoted_printable: bool) -> str
 
 
 def canonical_lines(line: Line, vcard: bool) -> list[str]:
-    """The canonical form of one property (several for a multi-valued EXDATE/RDATE; none
-    for an ignored property). Raises ``LineSyntaxError`` for a line that does not parse."""
+    """The canonical form of one property (several for a multi-valued EXDATE/RDATE/
+    FREEBUSY; none for an ignored property). Raises ``LineSyntaxError`` for a line that
+    does not parse."""
     name, params, value, group = line.parts()
     name = name.upper()
     if name in IGNORED_PROPERTIES:

@@ -1,0 +1,1 @@
+"""Point-in-time archives of storages (``[exports.NAME]``)."""
