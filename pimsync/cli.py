@@ -233,7 +233,7 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
 
 def _export(config: object, names: list[str], reporter: ConsoleReporter) -> int:
     from pimsync.config import Config
-    from pimsync.export.jobs import make_export
+    from pimsync.export.jobs import IncompleteExport, make_export
 
     assert isinstance(config, Config)
     unknown = [n for n in names if n not in config.exports]
@@ -246,6 +246,10 @@ def _export(config: object, names: list[str], reporter: ConsoleReporter) -> int:
     for name in names or list(config.exports):
         try:
             path = make_export(config, config.exports[name], log=reporter.action)
+        except IncompleteExport as exc:
+            reporter.error(f"export {name}: incomplete archive {exc}")
+            failed = True
+            continue
         except PimsyncError as exc:
             reporter.error(f"export {name}: {exc} (earlier archives are untouched)")
             failed = True

@@ -56,7 +56,7 @@ class CollectionEntry:
     sha256: str = ""
     settled: bool = True
     records: list[dict[str, str | None]] = field(default_factory=list)  # uid, etag
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # records that could not be read
 
 
 def _member_name(storage: str, collection: str, kind: str) -> str:
@@ -95,10 +95,9 @@ class _Spool:
         self.body.close()
 
 
-def _etags(col: Collection, token: str | None) -> tuple[dict[str, str], str | None]:
-    listing = col.list(token)
-    if listing.delta:
-        raise AssertionError("a full listing was asked for")
+def _etags(col: Collection, errors: list[str]) -> tuple[dict[str, str], str | None]:
+    listing = col.list(None)
+    errors.extend(str(e) for e in listing.errors)
     return {h: e for h, e in listing.items.items() if e is not None}, listing.token
 
 
@@ -133,7 +132,7 @@ def snapshot(
         col.get_meta("color") if "color" in col.meta_keys else None,
     )
     spool = _Spool(spool_dir, col.kind)
-    etags, token = _etags(col, None)
+    etags, token = _etags(col, entry.errors)
     meta: dict[str, dict[str, str | None]] = {}
 
     def read(hrefs: list[str]) -> None:
@@ -248,6 +247,8 @@ def write_archive(
                         spool.close()
                     entries.append(entry)
                     log(f"{export}: {entry.file}: {entry.count} records")
+                    for error in entry.errors:
+                        log(f"{export}: {entry.file}: not in the archive: {error}")
             manifest = {
                 "format": FORMAT_VERSION,
                 "pimsync": __version__,

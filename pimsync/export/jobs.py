@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pimsync.errors import PimsyncError
 from pimsync.export.retention import to_keep
 from pimsync.export.schedule import is_due, parse_archive_name
 
@@ -65,5 +66,26 @@ def make_export(
 
     storages = [open_storage(config.storages[name]) for name in export.storages]
     path = write_archive(export.name, storages, export.path, fmt=export.format, now=now, log=log)
+    missing = unreadable(path)
+    if missing:
+        # the archive keeps all that could be read, but older archives may hold what
+        # this one lacks: nothing is pruned, and the caller reports the problem
+        raise IncompleteExport(
+            f"{len(missing)} records could not be read and are not in it "
+            f"(first: {missing[0]}); no older archive was removed",
+            where=str(path),
+        )
     prune(export, log)
     return path
+
+
+class IncompleteExport(PimsyncError):
+    """An archive was made, but some records could not be read into it."""
+
+
+def unreadable(path: Path) -> list[str]:
+    """The errors an archive's manifest notes (records that could not be read)."""
+    from pimsync.export.reader import Archive
+
+    with Archive(path) as archive:
+        return [e for c in archive.manifest()["collections"] for e in c.get("errors", [])]

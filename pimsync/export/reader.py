@@ -131,6 +131,8 @@ def iter_records(stream: IO[bytes], kind: Kind, where: str) -> Iterator[Record |
 
     for number, line in _lines(stream):
         if not line:
+            if (kind == "vcf" and depth >= 1) or depth >= 2:
+                current.append(line)  # in vCard 2.1 a blank line ends BASE64 data
             continue
         upper = line.upper()
         if upper.startswith("BEGIN:"):

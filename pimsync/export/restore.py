@@ -63,6 +63,13 @@ def restore(
         ]  # fmt: skip
         if not entries:
             raise ArchiveError(f"no collection {collection!r} in this archive", where=str(path))
+        if collection is None:  # the whole archive: the collections of this storage's kind
+            entries = [e for e in entries if e.get("kind") == storage.kind]
+            if not entries:
+                raise ArchiveError(
+                    f"no {storage.kind} collection in this archive for storage {storage.name!r}",
+                    where=str(path),
+                )
         for entry in entries:
             if entry.get("kind") != storage.kind:
                 raise ArchiveError(
