@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from pimsync.config import (
     EXAMPLE_CONFIG,
     Config,
+    ExportConfig,
     GeneralConfig,
+    KeepPolicy,
     PairConfig,
     StorageConfig,
     find_config,
@@ -173,6 +176,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.general.lock_timeout == 10.0
     server = cfg.storages["server"]
     assert server.verify is True and server.timeout == 30.0 and server.read_only is False
+    assert cfg.exports == {}
 
 
 def test_default_state_dir_uses_platformdirs(tmp_path: Path, monkeypatch) -> None:
@@ -353,12 +357,7 @@ def test_toml_syntax_error_at_end(tmp_path: Path) -> None:
 
 def test_unknown_top_level_table(tmp_path: Path) -> None:
     msg = error(tmp_path, CAL + PAIR + "[options]\nx = 1\n")
-    assert "options: unknown top-level key" in msg and "general, storages, pairs" in msg
-
-
-def test_exports_not_supported_yet(tmp_path: Path) -> None:
-    msg = error(tmp_path, CAL + PAIR + '[exports.nightly]\nstorages = ["server"]\n')
-    assert "exports is not supported yet (planned)" in msg
+    assert "options: unknown top-level key" in msg and "general, storages, pairs, exports" in msg
 
 
 def test_unknown_general_key(tmp_path: Path) -> None:
@@ -379,7 +378,13 @@ def test_lock_timeout_wrong_type(tmp_path: Path) -> None:
 
 def test_no_pairs(tmp_path: Path) -> None:
     msg = error(tmp_path, CAL)
-    assert "pairs: no pairs defined" in msg and "[pairs.NAME]" in msg
+    assert "pairs: no pairs defined (and no exports)" in msg and "[pairs.NAME]" in msg
+    assert "[exports.NAME]" in msg
+
+
+def test_no_pairs_empty_tables(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + "[pairs]\n[exports]\n")
+    assert "pairs: no pairs defined (and no exports)" in msg
 
 
 # --------------------------------------------------------------------------- storages
@@ -658,3 +663,252 @@ def test_dav_connections_bounds(tmp_path):
     for bad in ("0", "33", "2.5", "true", "'4'"):
         with pytest.raises(ConfigError, match="storages.s.connections"):
             cfg(bad)
+
+
+# --------------------------------------------------------------------------- exports
+
+EXPORT = """
+[exports.nightly]
+storages = ["server", "laptop"]
+path = "/backups/pim"
+"""
+
+
+def test_export_full(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        CAL
+        + PAIR
+        + """
+        [exports.nightly]
+        storages = ["server", "laptop"]
+        path = "~/backups/pim"
+        every = "1d12h"
+        keep = { last = 7, daily = 30, weekly = 8, monthly = 12 }
+        format = "zip"
+        """,
+        env={"HOME": "/home/alice"},
+    )
+    assert cfg.exports == {
+        "nightly": ExportConfig(
+            name="nightly",
+            storages=("server", "laptop"),
+            path=Path("/home/alice/backups/pim"),
+            every=timedelta(days=1, hours=12),
+            keep=KeepPolicy(last=7, daily=30, weekly=8, monthly=12),
+            format="zip",
+        )
+    }
+    assert list(cfg.pairs) == ["calendars"]
+
+
+def test_export_defaults(tmp_path: Path) -> None:
+    cfg = load(tmp_path, CAL + PAIR + EXPORT)
+    export = cfg.exports["nightly"]
+    assert export == ExportConfig(
+        name="nightly", storages=("server", "laptop"), path=Path("/backups/pim")
+    )
+    assert export.every is None and export.keep is None and export.format == "tar.gz"
+
+
+def test_several_exports_keep_order(tmp_path: Path) -> None:
+    text = CAL + PAIR + EXPORT + '[exports.weekly-2]\nstorages = ["laptop"]\npath = "/b"\n'
+    cfg = load(tmp_path, text)
+    assert list(cfg.exports) == ["nightly", "weekly-2"]
+    assert cfg.exports["weekly-2"].storages == ("laptop",)
+
+
+def test_exports_without_pairs(tmp_path: Path) -> None:
+    cfg = load(tmp_path, CAL + EXPORT)
+    assert cfg.pairs == {} and list(cfg.exports) == ["nightly"]
+
+
+def test_export_storages_of_any_kind(tmp_path: Path) -> None:
+    text = (
+        CAL
+        + '[storages.cards]\ntype = "carddav"\nurl = "https://x/"\n'
+        + '[storages.w]\ntype = "webcal"\nurl = "https://x/a.ics"\n'
+        + '[exports.all]\nstorages = ["laptop", "cards", "w"]\npath = "/b"\n'
+    )
+    assert load(tmp_path, text).exports["all"].storages == ("laptop", "cards", "w")
+
+
+def test_export_path_relative_and_vars(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    cfg = load_config(write(conf_dir, CAL + EXPORT.replace("/backups/pim", "archives")), env={})
+    assert cfg.exports["nightly"].path == conf_dir / "archives"
+    cfg = load(tmp_path, CAL + EXPORT.replace("/backups/pim", "${BK}/pim"), env={"BK": "/mnt"})
+    assert cfg.exports["nightly"].path == Path("/mnt/pim")
+
+
+def test_export_path_unset_var(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT.replace("/backups/pim", "$NOPE/pim"))
+    assert "exports.nightly.path: environment variable $NOPE is not set" in msg
+
+
+def test_export_path_required(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + '[exports.nightly]\nstorages = ["laptop"]\n')
+    assert "exports.nightly.path: missing" in msg and "directory" in msg
+
+
+def test_export_path_wrong_type(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT.replace('"/backups/pim"', "1"))
+    assert "exports.nightly.path: expected a string, got an integer" in msg
+
+
+def test_export_path_collection_placeholder(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT.replace("/backups/pim", "/b/{collection}"))
+    assert "exports.nightly.path: {collection} is only for storages of type" in msg
+
+
+def test_bad_export_name(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT.replace("[exports.nightly]", '[exports."every night"]'))
+    assert "exports.every night: 'every night' is not a valid name" in msg
+    assert "letters A-Z a-z, digits, '_' and '-'" in msg
+
+
+def test_exports_not_a_table(tmp_path: Path) -> None:
+    msg = error(tmp_path, "exports = 1\n" + CAL + PAIR)
+    assert "exports: expected a table ([exports]), got an integer" in msg
+
+
+def test_export_not_a_table(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + PAIR + '[exports]\nnightly = "server"\n')
+    assert "exports.nightly: expected a table" in msg
+
+
+def test_export_unknown_key(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT + 'evry = "1d"\n')
+    assert "exports.nightly.evry: unknown key (did you mean 'every'?)" in msg
+    assert "storages, path, every, keep, format" in msg
+
+
+def test_export_storages_required(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + '[exports.nightly]\npath = "/b"\n')
+    assert "exports.nightly.storages: missing" in msg and "laptop, server" in msg
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"server"', "expected a list of storage names"),
+        ("[]", "the list is empty; name one or more of the storages: laptop, server"),
+        ('["server", 1]', "expected storage names (strings), got an integer (1)"),
+        ('["server", "srv"]', "no storage named 'srv'; defined storages: laptop, server"),
+        ('["server", "laptop", "server"]', "'server' is listed twice"),
+    ],
+)
+def test_export_storages_invalid(tmp_path: Path, value: str, fragment: str) -> None:
+    msg = error(tmp_path, CAL + PAIR + f"[exports.nightly]\nstorages = {value}\npath = '/b'\n")
+    assert f"exports.nightly.storages: {fragment}" in msg
+
+
+def test_export_storages_none_defined(tmp_path: Path) -> None:
+    msg = error(tmp_path, '[exports.nightly]\nstorages = ["x"]\npath = "/b"\n')
+    assert "exports.nightly.storages: no storage named 'x'; defined storages: (none)" in msg
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"1m"', timedelta(minutes=1)),
+        ('"45m"', timedelta(minutes=45)),
+        ('"6h"', timedelta(hours=6)),
+        ('"1d"', timedelta(days=1)),
+        ('"1w"', timedelta(weeks=1)),
+        ('"1d12h"', timedelta(hours=36)),
+        ('"2w3d"', timedelta(days=17)),
+    ],
+)
+def test_export_every(tmp_path: Path, value: str, expected: timedelta) -> None:
+    cfg = load(tmp_path, CAL + EXPORT + f"every = {value}\n")
+    assert cfg.exports["nightly"].every == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"0d"', '"0m"', '"1"', '"1s"', '"1 d"', '"1D"', '""', '"1d1d"', '"1.5h"', '"-1d"', '"daily"'],
+)
+def test_export_every_invalid(tmp_path: Path, value: str) -> None:
+    msg = error(tmp_path, CAL + EXPORT + f"every = {value}\n")
+    assert "exports.nightly.every: " in msg
+    assert '"30m", "6h", "1d", "2w" or "1d12h"' in msg
+
+
+def test_export_every_zero_message(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT + 'every = "0d"\n')
+    assert "exports.nightly.every: '0d' is not allowed: the interval must be more than 0" in msg
+
+
+@pytest.mark.parametrize("value", ["1", "86400", "true", '["1d"]', "1.5"])
+def test_export_every_wrong_type(tmp_path: Path, value: str) -> None:
+    msg = error(tmp_path, CAL + EXPORT + f"every = {value}\n")
+    assert 'exports.nightly.every: expected a string like "1d", got ' in msg
+    assert '"1d12h"' in msg
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("{ last = 7 }", KeepPolicy(last=7)),
+        ("{ daily = 30, monthly = 12 }", KeepPolicy(daily=30, monthly=12)),
+        ("{ weekly = 0 }", KeepPolicy()),
+        ("{}", KeepPolicy()),
+        (
+            "{ last = 1, daily = 2, weekly = 3, monthly = 4 }",
+            KeepPolicy(last=1, daily=2, weekly=3, monthly=4),
+        ),
+    ],
+)
+def test_export_keep(tmp_path: Path, value: str, expected: KeepPolicy) -> None:
+    cfg = load(tmp_path, CAL + EXPORT + f"keep = {value}\n")
+    assert cfg.exports["nightly"].keep == expected
+
+
+def test_export_keep_as_subtable(tmp_path: Path) -> None:
+    cfg = load(tmp_path, CAL + EXPORT + "[exports.nightly.keep]\nlast = 3\nweekly = 2\n")
+    assert cfg.exports["nightly"].keep == KeepPolicy(last=3, weekly=2)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("{ last = -1 }", "keep.last: -1 is not allowed; use a whole number >= 0"),
+        ("{ daily = 1.5 }", "keep.daily: 1.5 is not allowed; use a whole number >= 0"),
+        ("{ weekly = true }", "keep.weekly: true is not allowed; use a whole number >= 0"),
+        ('{ monthly = "12" }', "keep.monthly: '12' is not allowed; use a whole number >= 0"),
+        ("{ dayly = 3 }", "keep.dayly: unknown key (did you mean 'daily'?)"),
+        ("{ yearly = 3 }", "keep.yearly: unknown key; allowed keys: last, daily, weekly, monthly"),
+        ("7", "keep: expected a table like { last = 7, daily = 30, weekly = 8, monthly = 12 }"),
+        ('"all"', "keep: expected a table like"),
+    ],
+)
+def test_export_keep_invalid(tmp_path: Path, value: str, fragment: str) -> None:
+    msg = error(tmp_path, CAL + EXPORT + f"keep = {value}\n")
+    assert f"exports.nightly.{fragment}" in msg
+
+
+@pytest.mark.parametrize("value", ["tar.gz", "zip"])
+def test_export_format(tmp_path: Path, value: str) -> None:
+    cfg = load(tmp_path, CAL + EXPORT + f'format = "{value}"\n')
+    assert cfg.exports["nightly"].format == value
+
+
+@pytest.mark.parametrize("value", ['"tar"', '"ZIP"', '"tgz"', '".zip"'])
+def test_export_format_invalid(tmp_path: Path, value: str) -> None:
+    msg = error(tmp_path, CAL + EXPORT + f"format = {value}\n")
+    assert msg == (
+        f"{tmp_path / 'config.toml'}: exports.nightly.format: {value.replace(chr(34), chr(39))} "
+        'is not allowed; use one of "tar.gz", "zip"'
+    )
+
+
+def test_export_format_wrong_type(tmp_path: Path) -> None:
+    msg = error(tmp_path, CAL + EXPORT + "format = 1\n")
+    assert "exports.nightly.format: expected a string, got an integer (1)" in msg
+    assert '"tar.gz", "zip"' in msg
+
+
+def test_keep_policy_defaults() -> None:
+    assert KeepPolicy() == KeepPolicy(last=0, daily=0, weekly=0, monthly=0)
