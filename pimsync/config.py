@@ -453,8 +453,15 @@ class _Loader:
         schemes = '"http://", "https://"' + (', "webcal://"' if webcal else "")
         if not lower.startswith(("http://", "https://")):
             raise self.error(key, f"{text!r} is not allowed; use a URL starting with {schemes}")
-        if not text.split("://", 1)[1].split("/", 1)[0]:
+        authority = text.split("://", 1)[1].split("/", 1)[0]
+        if not authority:
             raise self.error(key, f"{text!r} has no host name")
+        if "@" in authority:  # never repeat what may be a password
+            raise self.error(
+                key,
+                "a user name or password inside the URL is not allowed; put them in "
+                "username and password (or password_command, keyring)",
+            )
         return text
 
     # -- sections

@@ -294,6 +294,7 @@ def sync_pair(
     results = []
     for cid in wanted:
         cols: dict[Side, Collection] = {}
+        created: list[Side] = []
         problem = None
         for s in ("a", "b"):
             storage = storages[s]  # type: ignore[index]
@@ -316,10 +317,21 @@ def sync_pair(
                 continue
             try:
                 cols[s] = storage.create_collection(cid)  # type: ignore[index]
+                created.append(s)  # type: ignore[arg-type]
                 reporter.action(f"{pair.name}/{cid}: created collection on {s} ({storage.name})")
             except PimsyncError as exc:
                 problem = f"cannot create collection {cid!r} in {storage.name!r}: {exc}"
                 break
+        if not problem:
+            for s in created:  # a new collection takes the other side's name and color
+                source = cols[other(s)]
+                for key in (k for k in cols[s].meta_keys if k in source.meta_keys):
+                    try:
+                        value = source.get_meta(key)
+                        if value is not None:
+                            cols[s].set_meta(key, value)
+                    except PimsyncError as exc:
+                        reporter.error(f"{pair.name}/{cid}: cannot set {key} on {s}: {exc}")
         if problem:
             result = CollectionResult(cid, stopped=problem)
             reporter.error(f"{pair.name}/{cid}: {problem}")

@@ -132,7 +132,14 @@ class HttpClient:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             elif isinstance(self._verify, Path):
-                ctx = ssl.create_default_context(cafile=str(self._verify))
+                try:
+                    ctx = ssl.create_default_context(cafile=str(self._verify))
+                except (OSError, ssl.SSLError) as exc:
+                    raise HttpError(
+                        f"cannot read the CA bundle {str(self._verify)!r} given as verify "
+                        f"({getattr(exc, 'strerror', None) or exc})",
+                        url=self.base_url,
+                    ) from exc
             else:
                 ctx = ssl.create_default_context()
             self._ssl = ctx

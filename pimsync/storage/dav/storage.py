@@ -73,6 +73,7 @@ class DavStorage:
         self.kind = kind
         self.read_only = read_only
         self.home: str | None = None
+        self.single = False  # the URL names one collection: only that one is synced
         self._found: dict[str, Found] | None = (
             {f.id: f for f in found} if found is not None else None
         )
@@ -152,6 +153,7 @@ class DavStorage:
     def discover(self) -> list[Found]:
         home, single = self._find_home()
         self.home = home
+        self.single = single is not None
         if single is not None:
             found = [single]
         else:
@@ -222,8 +224,15 @@ class DavStorage:
         if self.home is None:
             self.discover()
         assert self.home is not None
+        if self.single:
+            raise StorageError(
+                f"cannot create collection {collection_id!r}: the url names one collection; "
+                "name the collections to sync in the pair (collections = [...]) or set url to "
+                "the server or principal URL",
+                where=self.url,
+            )
         path = self.home + quote(collection_id, safe="@+=-._") + "/"
-        method, body = xml.mkcol(self.kind, collection_id, None)
+        method, body = xml.mkcol(self.kind, None, None)  # the engine copies the metadata
         resp = self.client.request(
             method, path, body, {"Content-Type": "application/xml; charset=utf-8"}
         )
@@ -231,7 +240,7 @@ class DavStorage:
             pass
         else:
             check_status(resp, method, (200, 201, 204))
-        found = Found(collection_id, path, collection_id)
+        found = Found(collection_id, path)
         assert self._found is not None
         self._found[collection_id] = found
         self.discovered = True
