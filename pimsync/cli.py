@@ -18,6 +18,10 @@ from pimsync.errors import ConfigError, LockTimeout, PimsyncError, StateError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with our own wording
         self.print_usage(sys.stderr)
@@ -75,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         "--to", required=True, metavar="STORAGE", help="the storage to restore to"
     )
     arestore.add_argument("--collection", metavar="C", help="only this collection")
+    arestore.add_argument(
+        "--from", dest="source", metavar="STORAGE",
+        help="only the collections archived from this storage",
+    )  # fmt: skip
     arestore.add_argument(
         "--exact", action="store_true", help="also delete records the archive does not hold"
     )
@@ -142,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pimsync: error: -v and --quiet exclude each other", file=sys.stderr)
         return EXIT_USAGE
     reporter = ConsoleReporter(sys.stdout, sys.stderr, verbose, quiet)
+    if args.command == "archive" and args.archive_command == "verify":
+        return _verify(args.file)  # an archive is checked without any config
     try:
         from pimsync.config import find_config, load_config
 
@@ -166,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pimsync: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `pimsync archive list | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) -> int:
@@ -281,19 +296,6 @@ def _archive(config: object, args: argparse.Namespace, reporter: ConsoleReporter
                 print(f"  {when.strftime('%Y-%m-%d %H:%M:%S')} UTC  {size:>10} bytes  {path}")
         return EXIT_OK
     path = Path(args.file).expanduser()
-    if args.archive_command == "verify":
-        from pimsync.export.verify import verify
-
-        try:
-            result = verify(path)
-        except PimsyncError as exc:
-            print(f"pimsync: archive verify: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        print(
-            f"{path}: ok, made {result.created}, {result.collections} collections, "
-            f"{result.records} records"
-        )
-        return EXIT_OK
     from pimsync.export.restore import restore
     from pimsync.storage import open_storage
 
@@ -301,22 +303,49 @@ def _archive(config: object, args: argparse.Namespace, reporter: ConsoleReporter
         print(f"pimsync: no storage named {args.to!r}; storages: {', '.join(config.storages)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
+
+    def done(result: object) -> None:
+        print(f"{args.to}/{result.summary()}")  # type: ignore[attr-defined]
+        for error in result.errors:  # type: ignore[attr-defined]
+            reporter.error(f"{args.to}/{result.collection}: {error}")  # type: ignore[attr-defined]
+
     try:
         results = restore(
             path,
             open_storage(config.storages[args.to]),
             collection=args.collection,
+            source=args.source,
             exact=args.exact,
             log=reporter.action,
+            done=done,
         )
     except PimsyncError as exc:
         print(f"pimsync: archive restore: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    for result in results:
-        print(f"{args.to}/{result.summary()}")
-        for error in result.errors:
-            reporter.error(f"{args.to}/{result.collection}: {error}")
     return EXIT_FAILED if any(r.errors for r in results) else EXIT_OK
+
+
+def _verify(file: str) -> int:
+    from pathlib import Path
+
+    from pimsync.export.jobs import unreadable
+    from pimsync.export.verify import verify
+
+    path = Path(file).expanduser()
+    try:
+        result = verify(path)
+    except PimsyncError as exc:
+        print(f"pimsync: archive verify: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"{path}: ok, made {result.created}, {plural(result.collections, 'collection')}, "
+        f"{plural(result.records, 'record')}"
+    )
+    missing = unreadable(path)
+    if missing:
+        print(f"{path}: note: incomplete: {plural(len(missing), 'record')} could not be read "
+              f"when it was made (first: {missing[0]})")  # fmt: skip
+    return EXIT_OK
 
 
 def _status(config: object) -> int:
@@ -364,7 +393,8 @@ def _discover(config: object) -> int:
                 print(f"storage {name}: error: {exc}", file=sys.stderr)
                 failed = True
                 continue
-            print(f"storage {name} ({cfg.type}, {cfg.path or cfg.url}): {len(infos)} collections")
+            print(f"storage {name} ({cfg.type}, {cfg.path or cfg.url}): "
+                  f"{plural(len(infos), 'collection')}")  # fmt: skip
             for info in infos:
                 extra = [f"{k} {v!r}" for k, v in (("name", info.displayname),
                                                      ("color", info.color)) if v]  # fmt: skip
@@ -396,7 +426,9 @@ def _check(config: object) -> int:
         found[name] = set(ids)
         ro = ", read-only" if cfg.read_only else ""
         listed = ", ".join(ids) if ids else "none yet"
-        print(f"storage {name} ({cfg.type}, {where}{ro}): {len(ids)} collections: {listed}")
+        print(
+            f"storage {name} ({cfg.type}, {where}{ro}): {plural(len(ids), 'collection')}: {listed}"
+        )
     from pimsync.sync import pick_collections
 
     for name, pair in config.pairs.items():

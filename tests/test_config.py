@@ -912,3 +912,17 @@ def test_export_format_wrong_type(tmp_path: Path) -> None:
 
 def test_keep_policy_defaults() -> None:
     assert KeepPolicy() == KeepPolicy(last=0, daily=0, weekly=0, monthly=0)
+
+
+def test_credentials_inside_a_url_are_refused(tmp_path):
+    from pimsync.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[storages.a]\ntype='vdir'\npath='a'\nfileext='.ics'\n"
+        "[storages.s]\ntype='caldav'\nurl='https://alice:secret@dav.example/'\n"
+        "[pairs.p]\na='a'\nb='s'\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "storages.s.url" in str(err.value) and "secret" not in str(err.value)

@@ -277,3 +277,35 @@ def test_collection_name_and_color_sync_both_ways(tmp_path, dav_server, capsys):
     assert s.run("pc") == 0
     assert (pc_col / "displayname").read_text() == "Family and friends"
     assert (pc_col / "color").read_text() == "#00ff00"
+
+
+def test_new_collection_takes_the_other_sides_name(tmp_path, dav_server):
+    s = Setup(tmp_path, dav_server, "ics")
+    s.pc_write("x", "first")
+    (tmp_path / "pc" / s.col / "displayname").write_text("Family")
+    assert s.run("pc") == 0
+    path = f"{dav_server.home('ics')}{s.col}/"
+    assert "Family" in dav_server.propfind(path, "<D:displayname/>", "0").text
+    assert main(["--config", str(s.cfg), "discover"]) == 0
+    assert s.run("pc") == 0
+    assert (tmp_path / "pc" / s.col / "displayname").read_text() == "Family"
+
+
+def test_a_url_naming_one_collection_syncs_it_and_creates_nothing(tmp_path, dav_server, capsys):
+    name = f"one{uuid.uuid4().hex[:8]}"
+    path = dav_server.make_collection(name, "ics")
+    assert dav_server.put(f"{path}x.ics", make_event("x", "on the server")).status in (201, 204)
+    (tmp_path / "pc" / name).mkdir(parents=True)
+    (tmp_path / "pc" / "other").mkdir()
+    (tmp_path / "pc" / "other" / "o.ics").write_bytes(make_event("o"))
+    cfg = tmp_path / "config.toml"
+    server = type(dav_server)(**{**dav_server.__dict__, "url": dav_server.url.rstrip("/") + path})
+    cfg.write_text(
+        f'[general]\nstate_dir = "state"\n[storages.pc]\ntype = "vdir"\npath = "pc"\n'
+        f'fileext = ".ics"\n{dav_storage_toml("server", server, "ics")}'
+        '[pairs.p]\na = "pc"\nb = "server"\n'
+    )
+    assert main(["--config", str(cfg), "run"]) == 1  # "other" cannot be created there
+    captured = capsys.readouterr()
+    assert "the url names one collection" in captured.err
+    assert f"p/{name}: a +1 ~0 -0" in captured.out

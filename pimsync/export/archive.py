@@ -174,6 +174,7 @@ class _Writer:
 
     def __init__(self, path: Path, fmt: str) -> None:
         self.fmt = fmt
+        self.directory = path.parent
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.raw = os.fdopen(fd, "wb")
         if fmt == "zip":
@@ -185,12 +186,16 @@ class _Writer:
         """Add a member from chunks; return its SHA-256."""
         digest = hashlib.sha256()
         if self.fmt == "zip":
-            with self.zip.open(name, "w", force_zip64=True) as out:
+            info = zipfile.ZipInfo(name, time.gmtime()[:6])
+            info.external_attr = 0o100600 << 16  # a private file when extracted
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with self.zip.open(info, "w", force_zip64=True) as out:
                 for chunk in chunks:
                     digest.update(chunk)
                     out.write(chunk)
             return digest.hexdigest()
-        with tempfile.TemporaryFile() as staging:  # tar needs the size first
+        # tar needs the size first: stage the member beside the archive (same disk)
+        with tempfile.TemporaryFile(dir=self.directory) as staging:
             for chunk in chunks:
                 digest.update(chunk)
                 staging.write(chunk)
@@ -246,7 +251,7 @@ def write_archive(
                     finally:
                         spool.close()
                     entries.append(entry)
-                    log(f"{export}: {entry.file}: {entry.count} records")
+                    log(f"{export}: {entry.file}: {entry.count} record{'s' * (entry.count != 1)}")
                     for error in entry.errors:
                         log(f"{export}: {entry.file}: not in the archive: {error}")
             manifest = {

@@ -50,19 +50,38 @@ def restore(
     storage: Storage,
     *,
     collection: str | None = None,
+    source: str | None = None,
     exact: bool = False,
     log: Callable[[str], None] = lambda line: None,
+    done: Callable[[RestoreResult], None] = lambda result: None,
 ) -> list[RestoreResult]:
+    """Restore the archive's collections (or one, or those of one source storage) into
+    ``storage``. ``done`` hears of each collection as soon as it is restored."""
     if storage.read_only:
         raise PimsyncError(f"storage {storage.name!r} is read-only", where=str(path))
     results = []
     with Archive(path) as archive:
         entries = [
             e for e in archive.manifest()["collections"]
-            if collection is None or e.get("collection") == collection
+            if (collection is None or e.get("collection") == collection)
+            and (source is None or e.get("storage") == source)
         ]  # fmt: skip
         if not entries:
-            raise ArchiveError(f"no collection {collection!r} in this archive", where=str(path))
+            what = f"collection {collection!r}" if collection else "collection"
+            origin = f" from storage {source!r}" if source else ""
+            raise ArchiveError(f"no {what}{origin} in this archive", where=str(path))
+        by_id: dict[str, set[str]] = {}
+        for e in entries:
+            if e.get("kind") == storage.kind or collection is not None:
+                by_id.setdefault(str(e.get("collection")), set()).add(str(e.get("storage")))
+        twice = {c: s for c, s in by_id.items() if len(s) > 1}
+        if twice:
+            c, s = sorted(twice.items())[0]
+            raise ArchiveError(
+                f"the archive holds collection {c!r} from storages {', '.join(sorted(s))}; "
+                "choose one with --from STORAGE",
+                where=str(path),
+            )
         if collection is None:  # the whole archive: the collections of this storage's kind
             entries = [e for e in entries if e.get("kind") == storage.kind]
             if not entries:
@@ -77,7 +96,12 @@ def restore(
                     f"{storage.name!r} holds {storage.kind}",
                     where=str(path),
                 )
-            results.append(_restore_one(archive, entry, storage, exact, log))
+            try:
+                result = _restore_one(archive, entry, storage, exact, log)
+            except PimsyncError as exc:  # e.g. the collection cannot be created
+                result = RestoreResult(str(entry.get("collection")), errors=[str(exc)])
+            results.append(result)
+            done(result)
     return results
 
 
@@ -89,6 +113,10 @@ def _restore_one(
     if cid not in {c.id for c in storage.collections()}:
         col = storage.create_collection(cid)
         result.created_collection = True
+        for key in col.meta_keys:  # the name and color it had when archived
+            value = entry.get(key)
+            if isinstance(value, str) and value:
+                col.set_meta(key, value)
     else:
         col = storage.collection(cid)
     target = _target_index(col)

@@ -193,7 +193,7 @@ def test_run_exports_when_due_and_retention_keeps_its_tiers(home, capsys):
     ]
     assert foreign.read_text() == "mine" and other.exists()
     assert main(["--config", str(cfg), "archive", "list"]) == 0
-    assert "export nightly" in capsys.readouterr().out and "3 archives"
+    assert "export nightly (" in (out := capsys.readouterr().out) and "3 archives" in out
 
 
 def test_a_failed_export_leaves_earlier_archives_untouched(home, capsys, monkeypatch):
@@ -299,3 +299,54 @@ path = "backups"
     for (kind, name), records in expected.items():
         back = tmp_path / "back" / f"{name}.{kind}"
         assert idents(back, kind) == records, name
+
+
+def test_verify_needs_no_config_and_notes_an_incomplete_archive(home, capsys, monkeypatch):
+    cfg = write_config(home)
+    (home / "cards" / "friends.vcf").write_bytes(
+        make_card("ok", "Fine") + b"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:broken\r\nFN:x\r\n"
+    )
+    assert main(["--config", str(cfg), "export"]) == 1
+    [archive] = list((home / "backups").iterdir())
+    monkeypatch.setenv("PIMSYNC_CONFIG", str(home / "no-such-config.toml"))
+    capsys.readouterr()
+    assert main(["archive", "verify", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "ok, made" in out and "3 collections, 7 records" in out
+    assert "incomplete: 1 record could not be read" in out
+
+
+def test_restore_chooses_the_source_storage_and_keeps_names(tmp_path, capsys):
+    for side in ("a", "b"):
+        (tmp_path / side / "home").mkdir(parents=True)
+        (tmp_path / side / "home" / "displayname").write_text(f"Home on {side}")
+        (tmp_path / side / "home" / f"{side}.ics").write_bytes(make_event(side, f"only on {side}"))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        """
+[storages.a]
+type = "vdir"
+path = "a"
+fileext = ".ics"
+[storages.b]
+type = "vdir"
+path = "b"
+fileext = ".ics"
+[storages.fresh]
+type = "vdir"
+path = "fresh"
+fileext = ".ics"
+[exports.both]
+storages = ["a", "b"]
+path = "backups"
+"""
+    )
+    assert main(["--config", str(cfg), "export"]) == 0
+    [archive] = list((tmp_path / "backups").iterdir())
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "archive", "restore", str(archive), "--to", "fresh"]) == 1
+    assert "choose one with --from STORAGE" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "archive", "restore", str(archive), "--to", "fresh",
+                 "--from", "b"]) == 0  # fmt: skip
+    assert vdir_state(tmp_path / "fresh" / "home").keys() == {"b"}
+    assert (tmp_path / "fresh" / "home" / "displayname").read_text() == "Home on b"

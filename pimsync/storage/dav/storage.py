@@ -102,7 +102,12 @@ class DavStorage:
         tried = []
         for href in candidates:
             got = self._propfind0(
-                href, "d:current-user-principal", home_prop, "d:resourcetype", "d:displayname"
+                href,
+                "d:current-user-principal",
+                home_prop,
+                "d:resourcetype",
+                "d:displayname",
+                "a:calendar-color",
             )
             tried.append(self.client.url(href))
             if got is None:
@@ -113,7 +118,9 @@ class DavStorage:
                 # the URL names one collection: sync just that one
                 path = where if where.endswith("/") else where + "/"
                 name = xml.text_of(props.get(xml.tag(xml.DAV, "displayname")))
-                return path.rsplit("/", 2)[0] + "/", Found(collection_id_of(path), path, name)
+                color = xml.text_of(props.get(xml.tag(xml.APPLE, "calendar-color")))
+                found = Found(collection_id_of(path), path, name, color)
+                return path.rsplit("/", 2)[0] + "/", found
             home = xml.href_of(props.get(home_tag), self.client.base_url)
             if home:
                 return home, None

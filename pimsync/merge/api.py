@@ -1,0 +1,48 @@
+"""``merge``: the three-way merge of one record, checked."""
+
+from __future__ import annotations
+
+from pimsync.errors import MalformedRecord
+from pimsync.merge.calendar import merge_calendar
+from pimsync.merge.card import merge_card
+from pimsync.merge.result import MergeResult, PropertyConflict, Side
+from pimsync.model.lines import LineSyntaxError
+from pimsync.model.record import Record
+from pimsync.model.split import parse_record
+
+#: ``where`` of the merged record, for parse_record's messages.
+WHERE = "merge"
+
+
+def _failed(kind: str, found: list[PropertyConflict]) -> MergeResult:
+    """Nothing could be merged: a conflict on the whole record (after any found)."""
+    whole = PropertyConflict("VCARD" if kind == "vcf" else "VCALENDAR", "*", (), (), ())
+    return MergeResult(None, (*found, whole))
+
+
+def merge(base: Record, a: Record, b: Record, prefer: Side = "a") -> MergeResult:
+    """Merge ``a`` and ``b``, two versions of one record changed since ``base``.
+
+    A property (or component) changed on one side only is taken from that side;
+    multi-valued properties merge item by item; a property changed differently on both
+    sides is a conflict, settled for ``prefer`` and reported. Lines are kept as one side
+    wrote them (a's where both agree). The result is checked with ``parse_record``;
+    ``record`` is None when it fails (or when an input cannot be read)."""
+    if not base.kind == a.kind == b.kind:
+        raise ValueError(f"cannot merge records of kinds {base.kind}, {a.kind}, {b.kind}")
+    if a.hash == b.hash or b.hash == base.hash:
+        return MergeResult(a, ())
+    if a.hash == base.hash:
+        return MergeResult(b, ())
+    merge_text = merge_card if a.kind == "vcf" else merge_calendar
+    try:
+        text, conflicts = merge_text(base.text, a.text, b.text, prefer)
+    except (LineSyntaxError, ValueError):
+        return _failed(a.kind, [])
+    try:
+        record = parse_record(text.encode("utf-8", "surrogateescape"), a.kind, WHERE)
+    except MalformedRecord:
+        return _failed(a.kind, conflicts)
+    if record.ident != a.ident:  # a record without UID: its ident is its content
+        return _failed(a.kind, conflicts)
+    return MergeResult(record, tuple(conflicts))
