@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "discover", parents=[common], help="find the collections of every storage (asks servers)"
     )
+    conflicts = sub.add_parser(
+        "conflicts", parents=[common], help="the losing versions of conflicts: list, show, restore"
+    )
+    conflicts.add_argument(
+        "action", nargs="?", default="list", choices=("list", "show", "restore", "forget")
+    )
+    conflicts.add_argument("id", nargs="?", type=int, metavar="ID")
     export = sub.add_parser("export", parents=[common], help="make archives now (all, or named)")
     export.add_argument("exports", nargs="*", metavar="EXPORT")
     archive = sub.add_parser("archive", parents=[common], help="list, verify or restore archives")
@@ -162,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(config)
         if args.command == "discover":
             return _discover(config)
+        if args.command == "conflicts":
+            return _conflicts(config, args, reporter)
         if args.command == "export":
             return _export(config, args.exports, reporter)
         if args.command == "archive":
@@ -323,6 +332,95 @@ def _archive(config: object, args: argparse.Namespace, reporter: ConsoleReporter
         print(f"pimsync: archive restore: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_FAILED if any(r.errors for r in results) else EXIT_OK
+
+
+def _conflicts(config: object, args: argparse.Namespace, reporter: ConsoleReporter) -> int:
+    from pimsync.config import Config
+    from pimsync.state import StateDB
+
+    assert isinstance(config, Config)
+    if args.action != "list" and args.id is None:
+        print(f"pimsync: conflicts {args.action} needs an ID (see `pimsync conflicts`)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    general = config.general
+    if args.action in ("list", "show"):
+        with StateDB(general.state_dir, readonly=True) as db:
+            found = db.conflicts(args.id)
+            if args.action == "show" and found:
+                current = db.base(found[0].pair, found[0].collection, found[0].ident)
+    else:
+        with StateDB(general.state_dir, lock_timeout=general.lock_timeout) as db:
+            found = db.conflicts(args.id)
+            if found and args.action == "forget":
+                db.forget_conflict(found[0].id)
+                print(f"conflict {found[0].id} forgotten")
+                return EXIT_OK
+    if args.id is not None and not found:
+        print(f"pimsync: no conflict {args.id} (see `pimsync conflicts`)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "list":
+        if not found:
+            print("no conflicts kept")
+        for c in found:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.time))
+            what = f" ({', '.join(c.properties)})" if c.properties else ""
+            print(f"{c.id}: {c.pair}/{c.collection} {c.ident} {c.summary!r}, {when}: "
+                  f"{c.reason}; {c.side}'s version lost{what}")  # fmt: skip
+        return EXIT_OK
+    c = found[0]
+    if args.action == "show":
+        import difflib
+
+        lost = c.loser.decode("utf-8", "replace").splitlines()
+        now = (current or b"").decode("utf-8", "replace").splitlines()
+        print(f"conflict {c.id}: {c.pair}/{c.collection} {c.ident}: {c.reason}")
+        for line in difflib.unified_diff(lost, now, f"lost version ({c.side})",
+                                         "current version", lineterm=""):  # fmt: skip
+            print(line)
+        return EXIT_OK
+    return _restore_conflict(config, c, reporter)
+
+
+def _restore_conflict(config: object, c: object, reporter: ConsoleReporter) -> int:
+    """Write the kept version back on the side it lost on; a sync of the pair takes it
+    to the other side like any edit."""
+    from pimsync.config import Config
+    from pimsync.model import parse_record
+    from pimsync.plan import Options
+    from pimsync.state import SavedConflict, StateDB
+    from pimsync.storage import open_storage
+    from pimsync.sync import PairSettings, sync_pair
+
+    assert isinstance(config, Config) and isinstance(c, SavedConflict)
+    pair = config.pairs.get(c.pair)
+    if pair is None:
+        print(f"pimsync: pair {c.pair!r} is no longer in the config", file=sys.stderr)
+        return EXIT_FAILED
+    general = config.general
+    with StateDB(general.state_dir, lock_timeout=general.lock_timeout) as db:
+        storage = open_storage(config.storages[pair.a if c.side == "a" else pair.b], db)
+        record = parse_record(c.loser, storage.kind, f"conflict {c.id}")
+        col = storage.collection(c.collection)
+        entry = db.entries(c.pair, c.collection).get(c.ident)
+        known = entry.side(c.side) if entry else None  # type: ignore[arg-type]
+        try:
+            if known is None:
+                col.create(record)
+            else:
+                col.update(known.href, record, known.etag)
+            col.flush()
+        except PimsyncError as exc:
+            reporter.error(f"conflict {c.id}: cannot restore: {exc}")
+            return EXIT_FAILED
+        storages = {n: open_storage(config.storages[n], db) for n in (pair.a, pair.b)}
+        settings = PairSettings(c.pair, (c.collection,), Options(pair.conflict))  # type: ignore[arg-type]
+        results = sync_pair(settings, {"a": storages[pair.a], "b": storages[pair.b]}, db,
+                            reporter)  # type: ignore[arg-type]  # fmt: skip
+        with db.transaction():
+            db.forget_conflict(c.id)
+    print(f"conflict {c.id} restored: the kept version of {c.ident} is back on both sides")
+    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
 
 
 def _verify(file: str) -> int:

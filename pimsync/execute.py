@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
 from pimsync.model.record import Record
 from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, SaveState, Skip
 from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
-from pimsync.state import StateDB
+from pimsync.state import SavedConflict, StateDB
 from pimsync.storage.base import Collection
 
 BATCH = 200
@@ -167,6 +167,11 @@ class Executor:
                     else:
                         self.db.put(self.pair, self.collection, o.entry)
                     self.db.clear_pending(self.pair, self.collection, ident)
+                    lost = _lost_version(o.action)
+                    if lost is not None:
+                        self.db.add_conflict(
+                            replace(lost, pair=self.pair, collection=self.collection)
+                        )
         for o in outcomes:
             self._count(o)
 
@@ -257,6 +262,22 @@ class Executor:
             known[side] = Known(href, etag, record.hash)
         entry = Entry(action.ident, known["a"], known["b"])
         return _Outcome(action, entry, record.to_bytes(), sides=action.sides)
+
+
+def _lost_version(action: Action) -> SavedConflict | None:
+    """The version a conflict's winner replaced, to keep for `pimsync conflicts`
+    ("keep both" keeps it as a record of its own instead)."""
+    if not isinstance(action, Copy) or not action.reason.startswith("conflict"):
+        return None
+    if "keep both" in action.reason or action.target is None or action.target.record is None:
+        return None
+    from pimsync.model import summary
+
+    record = action.target.record
+    return SavedConflict(
+        "", "", action.ident, action.reason, action.to, (), summary(record), record.kind,
+        record.to_bytes(),
+    )  # fmt: skip
 
 
 def _pending(action: Action) -> list[tuple[Pending, bytes | None]]:

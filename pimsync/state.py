@@ -61,10 +61,35 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE collections ADD COLUMN meta TEXT;
     """,
+    # 4: the losing versions of conflicts, for `pimsync conflicts`
+    """
+    CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, pair TEXT NOT NULL, collection TEXT NOT NULL,
+        ident TEXT NOT NULL, time REAL NOT NULL, reason TEXT NOT NULL, side TEXT NOT NULL,
+        properties TEXT NOT NULL, summary TEXT NOT NULL, kind TEXT NOT NULL, loser BLOB NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _KEEP = object()  # "leave the base as it is"
+
+
+@dataclass(frozen=True)
+class SavedConflict:
+    """A conflict's losing version, kept until the user forgets it."""
+
+    pair: str
+    collection: str
+    ident: str
+    reason: str
+    side: str  # the side whose version lost (it was replaced there)
+    properties: tuple[str, ...]  # what differed, where known
+    summary: str
+    kind: str
+    loser: bytes
+    time: float = 0.0
+    id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +359,38 @@ class StateDB:
             "ON CONFLICT (pair, collection) DO UPDATE SET meta = excluded.meta",
             (pair, collection, json.dumps(meta, sort_keys=True)),
         )
+
+    # conflicts -----------------------------------------------------------------------
+    def add_conflict(self, conflict: SavedConflict) -> None:
+        import json
+
+        c = conflict
+        self.db.execute(
+            "INSERT INTO conflicts (pair, collection, ident, time, reason, side, properties, "
+            "summary, kind, loser) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (c.pair, c.collection, c.ident, c.time or time.time(), c.reason, c.side,
+             json.dumps(list(c.properties)), c.summary, c.kind, c.loser),
+        )  # fmt: skip
+
+    def conflicts(self, conflict_id: int | None = None) -> list[SavedConflict]:
+        import json
+
+        sql = (
+            "SELECT id, pair, collection, ident, time, reason, side, properties, summary, kind, "
+            "loser FROM conflicts"
+        )
+        rows = (
+            self.db.execute(sql + " WHERE id = ?", (conflict_id,))
+            if conflict_id is not None
+            else self.db.execute(sql + " ORDER BY id")
+        )
+        return [
+            SavedConflict(p, c, i, r, s, tuple(json.loads(props)), summ, k, loser, t, cid)
+            for cid, p, c, i, t, r, s, props, summ, k, loser in rows
+        ]
+
+    def forget_conflict(self, conflict_id: int) -> bool:
+        return self.db.execute("DELETE FROM conflicts WHERE id = ?", (conflict_id,)).rowcount > 0
 
     # discovery -----------------------------------------------------------------------
     def discovered(self, storage: str, url: str, max_age: float) -> list[dict] | None:
