@@ -5,6 +5,7 @@ from __future__ import annotations
 from pimsync.errors import MalformedRecord
 from pimsync.merge.calendar import merge_calendar
 from pimsync.merge.card import merge_card
+from pimsync.merge.entries import Unreadable
 from pimsync.merge.result import MergeResult, PropertyConflict, Side
 from pimsync.model.lines import LineSyntaxError
 from pimsync.model.record import Record
@@ -37,7 +38,7 @@ def merge(base: Record, a: Record, b: Record, prefer: Side = "a") -> MergeResult
     merge_text = merge_card if a.kind == "vcf" else merge_calendar
     try:
         text, conflicts = merge_text(base.text, a.text, b.text, prefer)
-    except (LineSyntaxError, ValueError):
+    except (LineSyntaxError, Unreadable):
         return _failed(a.kind, [])
     try:
         record = parse_record(text.encode("utf-8", "surrogateescape"), a.kind, WHERE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pimsync.merge.canon import split_canonical
 from pimsync.merge.components import Version, merge_component, whole
-from pimsync.merge.entries import CRLF
+from pimsync.merge.entries import CRLF, Unreadable
 from pimsync.merge.properties import Context
 from pimsync.merge.result import PropertyConflict, Side
 from pimsync.merge.threeway import numbered, union_keys
@@ -23,7 +23,7 @@ class Calendar:
         self.doc = parse(text)
         calendars = [c for c in self.doc.components if c.name == "VCALENDAR"]
         if not calendars:
-            raise ValueError("no VCALENDAR")
+            raise Unreadable("no VCALENDAR")
         self.calendar = calendars[0]
         children = [child for cal in calendars for child in cal.children]
         self.timezones = [c for c in children if c.name == "VTIMEZONE"]
@@ -63,8 +63,8 @@ def _one_sided(
         return present.raw, None
     if present.canon == base.canon:
         return None, None
-    sides = (whole(present), ()) if side == "a" else ((), whole(present))
-    conflict = PropertyConflict(label(key), "*", whole(base), *sides)
+    mine, theirs = (whole(present), ()) if side == "a" else ((), whole(present))
+    conflict = PropertyConflict(label(key), "*", whole(base), mine, theirs)
     return (present.raw if prefer == side else None), conflict
 
 
@@ -82,12 +82,12 @@ def merge_calendar(
             blocks.append(text)
             conflicts.extend(found)
             continue
-        if in_a is None and in_b is None:
+        if in_a is not None:
+            kept, conflict = _one_sided(key, in_base, in_a, "a", prefer)
+        elif in_b is not None:
+            kept, conflict = _one_sided(key, in_base, in_b, "b", prefer)
+        else:
             continue  # deleted on both sides
-        side: Side = "a" if in_a is not None else "b"
-        present = in_a if in_a is not None else in_b
-        assert present is not None
-        kept, conflict = _one_sided(key, in_base, present, side, prefer)
         if kept is not None:
             blocks.append(kept)
         if conflict is not None:

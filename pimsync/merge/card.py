@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pimsync.merge.components import Version, merge_component
-from pimsync.merge.entries import CRLF
+from pimsync.merge.entries import CRLF, Unreadable
 from pimsync.merge.properties import Context
 from pimsync.merge.result import PropertyConflict, Side
 from pimsync.model.lines import parse
@@ -13,7 +13,7 @@ def _card(text: str) -> Version:
     doc = parse(text)
     cards = [c for c in doc.components if c.name == "VCARD"]
     if len(cards) != 1:
-        raise ValueError(f"{len(cards)} vCards where one was expected")
+        raise Unreadable(f"{len(cards)} vCards where one was expected")
     return Version(doc, cards[0], True)
 
 

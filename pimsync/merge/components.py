@@ -6,8 +6,8 @@ from functools import cached_property
 
 from pimsync.merge.entries import CRLF, Entry, read_entries
 from pimsync.merge.properties import Context, merge_properties
-from pimsync.merge.result import PropertyConflict, Side
-from pimsync.merge.threeway import numbered, pick, union_keys
+from pimsync.merge.result import PropertyConflict
+from pimsync.merge.threeway import pick, union_keys
 from pimsync.model.lines import Component, Document
 from pimsync.model.normalise import canonical_component
 
@@ -49,25 +49,36 @@ def whole(version: Version | None) -> tuple[str, ...]:
     return tuple(version.canon.split("\n")) if version is not None else ()
 
 
+def _by_text(versions: list[Version]) -> dict[str, list[Version]]:
+    out: dict[str, list[Version]] = {}
+    for version in versions:
+        out.setdefault(version.canon, []).append(version)
+    return out
+
+
 def merge_children(
-    base: list[Version], a: list[Version], b: list[Version], prefer: Side
-) -> list[str]:
+    base: list[Version], a: list[Version], b: list[Version], ctx: Context
+) -> tuple[list[str], list[PropertyConflict]]:
     """Sub-components (VALARM...) as a set of canonical texts: the side that changed
     them; when both did, base − removed + added (an edited alarm is a removed one and
-    an added one). Raw texts, a's order first."""
-    sets = [dict(zip(numbered(v.canon for v in side), side, strict=True)) for side in (base, a, b)]
-    in_base, in_a, in_b = sets
-    choice = pick(sorted(in_base), sorted(in_a), sorted(in_b))
+    an added one). Raw texts, a's order first. Copies of one text count like a property
+    value: both sides changing their number differently is a conflict."""
+    choice = pick(*(sorted(v.canon for v in side) for side in (base, a, b)))
     if choice != "conflict":
-        return [v.raw for v in (a if choice == "a" else b)]
+        return [v.raw for v in (a if choice == "a" else b)], []
+    in_base, in_a, in_b = _by_text(base), _by_text(a), _by_text(b)
     out: list[str] = []
+    conflicts: list[PropertyConflict] = []
     for key in union_keys(in_a, in_b, in_base):
-        kept = (key in in_a and key in in_b) or (
-            key not in in_base and (key in in_a or key in in_b)
-        )
-        if kept:
-            out.append((in_a.get(key) or in_b[key]).raw)
-    return out
+        copies = [side.get(key, []) for side in (in_base, in_a, in_b)]
+        choice = pick(*(len(c) for c in copies))
+        if choice == "conflict":
+            name = next(c[0].comp.name for c in copies if c)
+            old, mine, theirs = ((key,) * len(c) for c in copies)
+            conflicts.append(PropertyConflict(ctx.label, name, old, mine, theirs))
+            choice = ctx.prefer
+        out.extend(v.raw for v in copies[1 if choice == "a" else 2])
+    return out, conflicts
 
 
 def merge_component(
@@ -83,8 +94,8 @@ def merge_component(
         if b.canon == base.canon:
             return a.raw, []
     outs, conflicts = merge_properties(base.entries if base else [], a.entries, b.entries, ctx)
-    children = merge_children(
-        base.children() if base else [], a.children(), b.children(), ctx.prefer
+    children, found = merge_children(
+        base.children() if base else [], a.children(), b.children(), ctx
     )
     lines = [a.begin, *(out.raw for out in outs), *children, a.end]
-    return CRLF.join(lines), conflicts
+    return CRLF.join(lines), conflicts + found

@@ -11,6 +11,10 @@ from pimsync.model.normalise import canonical_lines
 CRLF = "\r\n"
 
 
+class Unreadable(ValueError):
+    """An input is not the one record the merge expects (no VCALENDAR, not one vCard)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One property line of one version of a component."""

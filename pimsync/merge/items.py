@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pimsync.merge.canon import calendar_address, head_param, split_canonical, split_list
 from pimsync.merge.entries import Entry
 from pimsync.merge.rules import ADDRESS_KEYED, TYPE_KEYED, is_list
-from pimsync.merge.threeway import numbered
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One occurrence of an item: a whole line, or one value of a list line."""
+
+    entry: Entry  # the line it comes from
+    head: str | None  # list value: the canonical head of its line; None: a whole line
+    value: str  # list value: as written
+    canon: str  # list value: its canonical form
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One item of one version: a whole line (an ATTENDEE, a TEL...) or one value of a
-    list (a category, an EXDATE)."""
+    """One item of one version: an ATTENDEE, a TEL, a category, an EXDATE... Repeats of
+    the same key are one item whose version says how often (so that a repeat is merged
+    like any other change)."""
 
-    key: Hashable  # the same item in every version (unique within one version)
-    version: tuple[str, ...]  # canonical form: the item changed when it differs
-    entry: Entry  # the line it comes from
-    head: str | None  # list value: the canonical head of its line; None: a whole line
-    piece: str  # list value: the value as written
-    canon_piece: str  # list value: its canonical form
+    key: Hashable  # the same item in every version
+    version: tuple[str, ...]  # canonical lines of its occurrences, sorted
+    pieces: tuple[Piece, ...]
 
 
 def _line_key(entry: Entry, vcard: bool) -> Hashable:
@@ -34,37 +41,44 @@ def _line_key(entry: Entry, vcard: bool) -> Hashable:
     return ("value", value)
 
 
-def _list_items(entry: Entry) -> list[tuple[Hashable, Item]] | None:
+Found = tuple[Hashable, tuple[str, ...], Piece]
+
+
+def _list_items(entry: Entry) -> list[Found] | None:
     """The values of a list line as items; None when they cannot be told apart from
     what is written (quoted-printable, escapes the canonical form changed)."""
     pairs: list[tuple[str, str]] = []
     for line in entry.canon:
         head, value = split_canonical(line)
         pairs.extend((head, piece) for piece in split_list(value))
-    pieces = split_list(entry.value)
-    if len(pieces) != len(pairs) or "QUOTED-PRINTABLE" in entry.text.upper():
+    values = split_list(entry.value)
+    if len(values) != len(pairs) or "QUOTED-PRINTABLE" in entry.text.upper():
         return None
     return [
-        ((head, canon_piece), Item((), (f"{head}:{canon_piece}",), entry, head, piece, canon_piece))
-        for (head, canon_piece), piece in zip(pairs, pieces, strict=True)
+        ((head, canon), (f"{head}:{canon}",), Piece(entry, head, value, canon))
+        for (head, canon), value in zip(pairs, values, strict=True)
     ]
 
 
-def _whole(entry: Entry) -> Item:
-    return Item((), entry.canon, entry, None, entry.value, "")
+def _whole(entry: Entry, key: Hashable) -> Found:
+    return (key, entry.canon, Piece(entry, None, entry.value, ""))
 
 
 def itemize(entries: list[Entry], vcard: bool) -> dict[Hashable, Item]:
     """The items of one version of a property, by key (in document order)."""
-    found: list[tuple[Hashable, Item]] = []
+    found: list[Found] = []
     for entry in entries:
         if not is_list(entry.name, vcard):
-            found.append((_line_key(entry, vcard), _whole(entry)))
+            found.append(_whole(entry, _line_key(entry, vcard)))
             continue
         listed = _list_items(entry)
-        if listed is None:
-            found.append((("line", entry.canon), _whole(entry)))
-        else:
-            found.extend(listed)
-    keys = numbered(key for key, _item in found)
-    return {key: replace(item, key=key) for key, (_k, item) in zip(keys, found, strict=True)}
+        found.extend(listed if listed is not None else [_whole(entry, ("line", entry.canon))])
+    grouped: dict[Hashable, tuple[list[str], list[Piece]]] = {}
+    for key, canon, piece in found:
+        lines, pieces = grouped.setdefault(key, ([], []))
+        lines.extend(canon)
+        pieces.append(piece)
+    return {
+        key: Item(key, tuple(sorted(lines)), tuple(pieces))
+        for key, (lines, pieces) in grouped.items()
+    }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pimsync.merge.entries import Entry
 from pimsync.merge.items import Item, itemize
-from pimsync.merge.lists import render_list
+from pimsync.merge.lists import entries_of, render_list
 from pimsync.merge.output import Origin, Out, place, taken
 from pimsync.merge.result import PropertyConflict, Side
 from pimsync.merge.rules import FIRST, NEWEST, SEQUENCE, is_list, is_set
@@ -95,19 +95,17 @@ def _merge_items(
     base, a, b = (itemize(group, ctx.vcard) for group in versions)
     chosen: list[tuple[Item, Origin]] = []
     for key in union_keys(a, b, base):
-        item_base, item_a, item_b = base.get(key), a.get(key), b.get(key)
-        versions_of = (
-            item_base.version if item_base else None,
-            item_a.version if item_a else None,
-            item_b.version if item_b else None,
-        )
-        choice = pick(*versions_of)
+        item_a, item_b = a.get(key), b.get(key)
+        old, mine, theirs = (i.version if i else None for i in (base.get(key), item_a, item_b))
+        choice = pick(old, mine, theirs)
         if choice == "conflict":
-            conflicts.append(PropertyConflict(ctx.label, ident, *(v or () for v in versions_of)))
+            conflicts.append(
+                PropertyConflict(ctx.label, ident, old or (), mine or (), theirs or ())
+            )
             choice = ctx.prefer
         item = item_a if choice == "a" else item_b
         if item is not None:
             chosen.append((item, choice))
     if is_list(name, ctx.vcard):
         return render_list(chosen, (base, a, b), ctx.prefer, ctx.vcard)
-    return [out for item, origin in chosen for out in taken([item.entry], origin)]
+    return [out for item, origin in chosen for out in taken(entries_of([item]), origin)]

@@ -145,18 +145,23 @@ def _label(comp: Component) -> str:
     return comp.name if rid is None else f"{comp.name};RECURRENCE-ID={rid.value}"
 
 
-def view(rec: Record) -> dict[str, set[str]]:
-    """Canonical lines of each component by label (VTIMEZONEs left out); each
-    sub-component's canonical text counts as one line ("BEGIN:VALARM...")."""
+def view_lines(rec: Record) -> dict[str, tuple[str, ...]]:
+    """Canonical lines of each component by label, sorted, repeats kept (VTIMEZONEs left
+    out); each sub-component's canonical text counts as one line ("BEGIN:VALARM...")."""
     vcard = rec.kind == "vcf"
-    out: dict[str, set[str]] = {}
+    out: dict[str, tuple[str, ...]] = {}
     for comp in record_components(rec.kind, parse(rec.text).components):
         if comp.name == "VTIMEZONE":
             continue
-        lines = {c for line in comp.lines for c in canonical_lines(line, vcard)}
-        lines.update(canonical_component(child, vcard) for child in comp.children)
-        out[_label(comp)] = lines
+        lines = [c for line in comp.lines for c in canonical_lines(line, vcard)]
+        lines.extend(canonical_component(child, vcard) for child in comp.children)
+        out[_label(comp)] = tuple(sorted(lines))
     return out
+
+
+def view(rec: Record) -> dict[str, set[str]]:
+    """``view_lines`` as sets."""
+    return {label: set(lines) for label, lines in view_lines(rec).items()}
 
 
 def named(rec: Record, label: str, name: str) -> set[str]:

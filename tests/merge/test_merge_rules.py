@@ -21,6 +21,7 @@ from tests.merge.helpers import (
     checked,
     edit,
     event,
+    ics,
     view,
 )
 
@@ -144,8 +145,15 @@ EVENT_CASES = [
     Case(
         "attendee_keyed_by_address_case_insensitive",
         event(),
-        event(edit(EVENT, {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": "ATTENDEE;PARTSTAT=ACCEPTED;"
-                           "CN=Bob:MAILTO:Bob@Example.com"})),  # fmt: skip
+        event(
+            edit(
+                EVENT,
+                {
+                    "ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": "ATTENDEE;PARTSTAT=ACCEPTED;"
+                    "CN=Bob:MAILTO:Bob@Example.com"
+                },
+            )
+        ),  # fmt: skip
         event(edit(EVENT, add=("ATTENDEE;CN=Carol:mailto:carol@example.com",))),
         present={V: {'ATTENDEE;CN="Bob";PARTSTAT="accepted":MAILTO:Bob@Example.com', CAROL}},
         absent={V: {BOB}},
@@ -154,8 +162,13 @@ EVENT_CASES = [
         "attendee_partstat_changed_differently_conflict_on_that_attendee",
         event(),
         event(edit(EVENT, {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": BOB_YES.replace('"', "")})),
-        event(edit(EVENT, {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": BOB_NO.replace('"', "")},
-                   add=("ATTENDEE;CN=Dave:mailto:dave@example.com",))),  # fmt: skip
+        event(
+            edit(
+                EVENT,
+                {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": BOB_NO.replace('"', "")},
+                add=("ATTENDEE;CN=Dave:mailto:dave@example.com",),
+            )
+        ),  # fmt: skip
         present={V: {ANN, BOB_YES, DAVE}},
         absent={V: {BOB_NO, BOB}},
         conflicts={(V, "ATTENDEE")},
@@ -164,8 +177,13 @@ EVENT_CASES = [
         "attendee_removed_on_one_side_changed_on_other_conflict",
         event(),
         event(edit(EVENT, {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": None})),
-        event(edit(EVENT, {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": BOB_NO.replace('"', "")},
-                   add=("ATTENDEE;CN=Dave:mailto:dave@example.com",))),  # fmt: skip
+        event(
+            edit(
+                EVENT,
+                {"ATTENDEE;PARTSTAT=NEEDS-ACTION;CN=Bob": BOB_NO.replace('"', "")},
+                add=("ATTENDEE;CN=Dave:mailto:dave@example.com",),
+            )
+        ),  # fmt: skip
         present={V: {ANN, BOB_NO, DAVE}},
         conflicts={(V, "ATTENDEE")},
         prefer="b",
@@ -183,8 +201,14 @@ EVENT_CASES = [
         event(edit(EVENT, add=("EXDATE:20261118T093000Z",))),
         event(edit(EVENT, add=("EXDATE:20261118T093000Z,20261125T093000Z",))),
         event(edit(EVENT, add=("EXDATE:20261118T093000Z", "EXDATE:20261202T093000Z"))),
-        present={V: {"EXDATE:20261118T093000Z", "EXDATE:20261125T093000Z",
-                     "EXDATE:20261202T093000Z", "SEQUENCE:1"}},  # fmt: skip
+        present={
+            V: {
+                "EXDATE:20261118T093000Z",
+                "EXDATE:20261125T093000Z",
+                "EXDATE:20261202T093000Z",
+                "SEQUENCE:1",
+            }
+        },  # fmt: skip
     ),
     Case(
         "rdate_removed_on_a_added_on_b",
@@ -318,8 +342,13 @@ CARD_CASES = [
         card(),
         card(edit(CARD30, {"TEL;TYPE=CELL:": "TEL;TYPE=CELL:+1-555-0199"})),
         card(edit(CARD30, {"EMAIL;": "EMAIL;TYPE=INTERNET,HOME:ann@home.example"})),
-        present={C: {'TEL;TYPE="cell":+1-555-0199', 'EMAIL;TYPE="home","internet":ann@home.example',
-                     'TEL;TYPE="voice","work":+1-555-0101'}},  # fmt: skip
+        present={
+            C: {
+                'TEL;TYPE="cell":+1-555-0199',
+                'EMAIL;TYPE="home","internet":ann@home.example',
+                'TEL;TYPE="voice","work":+1-555-0101',
+            }
+        },  # fmt: skip
         absent={C: {'TEL;TYPE="cell":+1-555-0100', 'EMAIL;TYPE="home","internet":ann@example.com'}},
     ),
     Case(
@@ -364,28 +393,52 @@ CARD_CASES = [
         "vcard21_phone_on_a_quoted_printable_note_on_b",
         card(CARD21),
         card(edit(CARD21, {"TEL;HOME:": "TEL;HOME:+1-555-0177"})),
-        card(edit(CARD21, {"NOTE;": "NOTE;ENCODING=QUOTED-PRINTABLE;CHARSET=UTF-8:Th=C3=A9 =",
-                           "second line": "vert"})),  # fmt: skip
-        present={C: {'TEL;TYPE="home":+1-555-0177', "NOTE:Thé vert",
-                     'TEL;TYPE="cell","voice":+1-555-0100'}},  # fmt: skip
+        card(
+            edit(
+                CARD21,
+                {
+                    "NOTE;": "NOTE;ENCODING=QUOTED-PRINTABLE;CHARSET=UTF-8:Th=C3=A9 =",
+                    "second line": "vert",
+                },
+            )
+        ),  # fmt: skip
+        present={
+            C: {
+                'TEL;TYPE="home":+1-555-0177',
+                "NOTE:Thé vert",
+                'TEL;TYPE="cell","voice":+1-555-0100',
+            }
+        },  # fmt: skip
     ),
     Case(
         "vcard21_email_added_on_a_address_changed_on_b",
         card(CARD21),
         card(edit(CARD21, add=("EMAIL;INTERNET;WORK:ann@work.example",))),
         card(edit(CARD21, {"ADR;HOME:": "ADR;HOME:;;Elm Street 2;Springfield;;12345;USA"})),
-        present={C: {'EMAIL;TYPE="internet","work":ann@work.example',
-                     'ADR;TYPE="home":;;Elm Street 2;Springfield;;12345;USA'}},  # fmt: skip
+        present={
+            C: {
+                'EMAIL;TYPE="internet","work":ann@work.example',
+                'ADR;TYPE="home":;;Elm Street 2;Springfield;;12345;USA',
+            }
+        },  # fmt: skip
         absent={C: {'ADR;TYPE="home":;;Main Street 1;Springfield;;12345;USA'}},
     ),
     Case(
         "vcard40_email_added_on_a_org_and_impp_on_b",
         card(CARD40),
-        card(edit(CARD40, add=('EMAIL;TYPE=home;PREF=1:ann@home.example',))),
-        card(edit(CARD40, {"ORG:": "ORG:Example Inc", "IMPP;": "IMPP;PREF=2:xmpp:ann@example.com"})),
-        present={C: {'EMAIL;PREF="1";TYPE="home":ann@home.example', "ORG:Example Inc",
-                     'EMAIL;TYPE="work":ann@work.example', 'IMPP;PREF="2":xmpp:ann@example.com',
-                     'TEL;TYPE="cell","voice":tel:+1-555-0100'}},  # fmt: skip
+        card(edit(CARD40, add=("EMAIL;TYPE=home;PREF=1:ann@home.example",))),
+        card(
+            edit(CARD40, {"ORG:": "ORG:Example Inc", "IMPP;": "IMPP;PREF=2:xmpp:ann@example.com"})
+        ),
+        present={
+            C: {
+                'EMAIL;PREF="1";TYPE="home":ann@home.example',
+                "ORG:Example Inc",
+                'EMAIL;TYPE="work":ann@work.example',
+                'IMPP;PREF="2":xmpp:ann@example.com',
+                'TEL;TYPE="cell,voice":tel:+1-555-0100',
+            }
+        },  # fmt: skip
     ),
     Case(
         "vcard_version_changed_differently_conflict_prefer_side",
@@ -398,14 +451,32 @@ CARD_CASES = [
     ),
     Case(
         "vcard_grouped_label_changed_on_a_phone_added_on_b",
-        card(edit(CARD30, add=("item1.EMAIL;type=INTERNET:ann@lab.example",
-                               "item1.X-ABLabel:_$!<Other>!$_"))),  # fmt: skip
-        card(edit(CARD30, add=("item1.EMAIL;type=INTERNET:ann@lab.example",
-                               "item1.X-ABLabel:Lab"))),  # fmt: skip
-        card(edit(CARD30, add=("item1.EMAIL;type=INTERNET:ann@lab.example",
-                               "item1.X-ABLabel:_$!<Other>!$_", "TEL;TYPE=HOME:+1-555-0102"))),
-        present={C: {"ITEM1.X-ABLABEL:Lab", 'TEL;TYPE="home":+1-555-0102',
-                     'ITEM1.EMAIL;TYPE="internet":ann@lab.example'}},  # fmt: skip
+        card(
+            edit(
+                CARD30,
+                add=("item1.EMAIL;type=INTERNET:ann@lab.example", "item1.X-ABLabel:_$!<Other>!$_"),
+            )
+        ),  # fmt: skip
+        card(
+            edit(CARD30, add=("item1.EMAIL;type=INTERNET:ann@lab.example", "item1.X-ABLabel:Lab"))
+        ),  # fmt: skip
+        card(
+            edit(
+                CARD30,
+                add=(
+                    "item1.EMAIL;type=INTERNET:ann@lab.example",
+                    "item1.X-ABLabel:_$!<Other>!$_",
+                    "TEL;TYPE=HOME:+1-555-0102",
+                ),
+            )
+        ),
+        present={
+            C: {
+                "ITEM1.X-ABLABEL:Lab",
+                'TEL;TYPE="home":+1-555-0102',
+                'ITEM1.EMAIL;TYPE="internet":ann@lab.example',
+            }
+        },  # fmt: skip
     ),
 ]
 
@@ -423,3 +494,181 @@ def test_rule(case: Case) -> None:
     for label in case.gone:
         assert label not in got
     assert {(c.component, c.name) for c in result.conflicts} == case.conflicts
+
+
+# --------------------------------------------------------------------- rules on raw text
+
+
+def test_unchanged_lines_kept_byte_for_byte_a_text_where_both_agree() -> None:
+    folded = "DESCRIPTION:A long description that a client folded at an odd place\n  to test"
+    base = event(edit(EVENT, add=(folded,)))
+    a = event(edit(EVENT, {"LOCATION:": "location;language=en:Room 2"}, add=(folded,)))
+    b = event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"}, add=(folded,)))
+    merged = checked(merge(base, a, b), a)
+    assert "location;language=en:Room 2\r\n" in merged.text
+    assert "DESCRIPTION:A long description that a client folded at an odd place\r\n  to test" in (
+        merged.text
+    )
+    assert "SUMMARY:Review\r\n" in merged.text
+
+
+def test_server_rewrite_is_no_change() -> None:
+    """b is what a server made of base (parameters reordered, quoted, refolded, VALUE
+    added): none of it is a change, so a's edits come through without conflict."""
+    base = event()
+    a = event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"}))
+    rewritten = edit(
+        EVENT,
+        {
+            "ATTENDEE;PARTSTAT=ACCEPTED;CN=Ann": 'ATTENDEE;CN="Ann";PARTSTAT=accepted:mailto:an\n'
+            " n@example.com",
+            "DTSTART:": "DTSTART;VALUE=DATE-TIME:20261104T093000Z",
+            "RRULE:": "RRULE:COUNT=10;FREQ=WEEKLY",
+            "DTSTAMP:": "DTSTAMP:20261105T000000Z",
+        },
+    )
+    b = event(rewritten)
+    assert b.hash == base.hash
+    result = merge(base, a, b)
+    assert result.conflicts == ()
+    assert result.record is a
+
+
+def test_server_rewrite_on_one_side_edit_on_the_other_no_conflict() -> None:
+    base = event()
+    a = event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"}))
+    b = event(
+        edit(
+            EVENT,
+            {
+                "ATTENDEE;PARTSTAT=ACCEPTED;CN=Ann": 'ATTENDEE;CN="Ann";PARTSTAT=accepted:mailto:'
+                "ann@example.com",
+                "DTSTART:": "DTSTART;VALUE=DATE-TIME:20261104T093000Z",
+            },
+            add=("DESCRIPTION:Added on b",),
+        )
+    )
+    result = merge(base, a, b)
+    assert result.conflicts == ()
+    got = view(checked(result, a))["VEVENT"]
+    assert {"SUMMARY:Review", "DESCRIPTION:Added on b", ANN, "SEQUENCE:0"} <= got
+
+
+def test_timestamps_newest_of_a_and_b() -> None:
+    base = event()
+    a = event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review", "DTSTAMP:": "DTSTAMP:20261102T000000Z"},
+                   add=("LAST-MODIFIED:20261103T000000Z",)))  # fmt: skip
+    b = event(edit(EVENT, {"LOCATION:": "LOCATION:Room 2", "DTSTAMP:": "DTSTAMP:20261105T000000Z"},
+                   add=("LAST-MODIFIED:20261102T120000Z",)))  # fmt: skip
+    text = checked(merge(base, a, b), a).text
+    assert "DTSTAMP:20261105T000000Z\r\n" in text
+    assert "LAST-MODIFIED:20261103T000000Z\r\n" in text
+    assert text.count("DTSTAMP") == 1 and text.count("LAST-MODIFIED") == 1
+
+
+def test_vcard_rev_newest_of_a_and_b() -> None:
+    a = card(edit(CARD30, {"ORG:": "ORG:A Corp", "REV:": "REV:2026-03-01T10:00:00Z"}))
+    b = card(edit(CARD30, {"NOTE:": "NOTE:b", "REV:": "REV:20260201T000000Z"}))
+    text = checked(merge(card(), a, b), a).text
+    assert "REV:2026-03-01T10:00:00Z\r\n" in text and "REV:2026020" not in text
+
+
+def test_vcalendar_wrapper_lines_from_a() -> None:
+    base = event()
+    a = event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"}))
+    text = a.text.replace(
+        "PRODID:-//pimsync tests//merge//EN", "PRODID:-//client a//EN\r\nX-WR-CALNAME:A"
+    )
+    a = type(a)(a.ident, a.kind, text, a.hash, a.uid)
+    b = event(edit(EVENT, {"LOCATION:": "LOCATION:Room 2"}))
+    merged = checked(merge(base, a, b), a)
+    assert merged.text.startswith("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//client a//EN\r\n"
+                                  "X-WR-CALNAME:A\r\n")  # fmt: skip
+
+
+def test_vcard_version_line_stays_first() -> None:
+    a = card(edit(CARD30, {"ORG:": "ORG:A Corp"}))
+    b = card(edit(CARD30, {"NOTE:": "NOTE:b"}, add=("TEL:+1-555-0111",)))
+    merged = checked(merge(card(), a, b), a)
+    assert merged.text.startswith("BEGIN:VCARD\r\nVERSION:3.0\r\n")
+
+
+def test_vcard21_quoted_printable_soft_break_kept_with_its_blank_line() -> None:
+    """A quoted-printable value that ends with a soft line break is ended by a blank
+    line; the merged card keeps it, or the next property would join the value."""
+    body = edit(CARD21, {"NOTE;": "NOTE;ENCODING=QUOTED-PRINTABLE:Line one=0D=0A=", "second": ""})
+    base = card(body)
+    a = card(edit(body, {"TEL;HOME:": "TEL;HOME:+1-555-0177"}))
+    b = card(edit(body, {"FN:": "FN:Ann B. Example"}))
+    merged = checked(merge(base, a, b), a)
+    assert "NOTE;ENCODING=QUOTED-PRINTABLE:Line one=0D=0A=\r\n\r\n" in merged.text
+    assert {"FN:Ann B. Example", 'TEL;TYPE="home":+1-555-0177'} <= view(merged)["VCARD"]
+
+
+def test_one_side_unchanged_returns_the_other() -> None:
+    base, changed = event(), event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"}))
+    assert merge(base, changed, base).record is changed
+    assert merge(base, base, changed).record is changed
+    assert merge(base, changed, changed).record is changed
+
+
+def test_conflict_values_are_canonical_lines() -> None:
+    result = merge(
+        event(),
+        event(edit(EVENT, {"SUMMARY:": "SUMMARY:A"})),
+        event(edit(EVENT, {"SUMMARY:": "SUMMARY:B"})),
+    )
+    (conflict,) = result.conflicts
+    assert (conflict.base, conflict.a, conflict.b) == (
+        ("SUMMARY:Planning",),
+        ("SUMMARY:A",),
+        ("SUMMARY:B",),
+    )
+
+
+def test_component_conflict_lists_its_canonical_lines() -> None:
+    base = event(overrides=(OVERRIDE,))
+    result = merge(
+        base,
+        event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"})),
+        event(overrides=(edit(OVERRIDE, {"SUMMARY:": "SUMMARY:Moved again"}),)),
+    )
+    (conflict,) = result.conflicts
+    assert conflict.a == ()
+    assert "SUMMARY:Planning (moved)" in conflict.base and "SUMMARY:Moved again" in conflict.b
+
+
+def test_kinds_must_agree() -> None:
+    with pytest.raises(ValueError):
+        merge(event(), event(), card())
+
+
+def test_record_without_uid_is_not_merged() -> None:
+    """Its ident is its content: a merged version would be another record."""
+
+    def bare(summary: str, location: str) -> Record:
+        lines = ["BEGIN:VEVENT", "DTSTAMP:20260101T000000Z", "DTSTART:20260101T100000Z",
+                 f"SUMMARY:{summary}", f"LOCATION:{location}", "END:VEVENT"]  # fmt: skip
+        return ics("\n".join(lines))
+
+    result = merge(bare("s", "l"), bare("t", "l"), bare("s", "m"))
+    assert result.record is None
+    assert [(c.component, c.name) for c in result.conflicts] == [("VCALENDAR", "*")]
+
+
+def test_sequence_kept_when_conflict_resolves_to_one_side() -> None:
+    base = event()
+    a = event(edit(EVENT, {"DTSTART:": "DTSTART:20261104T100000Z", "SEQUENCE:": "SEQUENCE:1"}))
+    b = event(edit(EVENT, {"DTSTART:": "DTSTART:20261104T110000Z", "SEQUENCE:": "SEQUENCE:3"}))
+    result = merge(base, a, b)
+    assert [(c.component, c.name) for c in result.conflicts] == [("VEVENT", "DTSTART")]
+    got = view(checked(result, a))["VEVENT"]
+    assert {"DTSTART:20261104T100000Z", "SEQUENCE:3"} <= got  # a's schedule: no bump
+
+
+def test_unreadable_input_gives_no_record() -> None:
+    good = event(edit(EVENT, {"SUMMARY:": "SUMMARY:Review"}))
+    broken = Record(good.ident, "ics", "BEGIN:VEVENT\r\nEND:VEVENT\r\n", "not-a-hash", good.uid)
+    result = merge(event(), good, broken)
+    assert result.record is None
+    assert [(c.component, c.name) for c in result.conflicts] == [("VCALENDAR", "*")]
