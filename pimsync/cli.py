@@ -225,7 +225,9 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
                 for n in (pair.a, pair.b):
                     if n not in opened:
                         opened[n] = open_storage(config.storages[n], db)
-                settings = PairSettings(name, pair.collections, Options(pair.conflict))  # type: ignore[arg-type]
+                settings = PairSettings(
+                    name, pair.collections, Options(pair.conflict, fallback=pair.conflict_fallback)
+                )  # type: ignore[arg-type]
                 results = sync_pair(
                     settings,
                     {"a": opened[pair.a], "b": opened[pair.b]},  # type: ignore[arg-type]
@@ -414,7 +416,9 @@ def _restore_conflict(config: object, c: object, reporter: ConsoleReporter) -> i
             reporter.error(f"conflict {c.id}: cannot restore: {exc}")
             return EXIT_FAILED
         storages = {n: open_storage(config.storages[n], db) for n in (pair.a, pair.b)}
-        settings = PairSettings(c.pair, (c.collection,), Options(pair.conflict))  # type: ignore[arg-type]
+        settings = PairSettings(
+            c.pair, (c.collection,), Options(pair.conflict, fallback=pair.conflict_fallback)
+        )  # type: ignore[arg-type]
         results = sync_pair(settings, {"a": storages[pair.a], "b": storages[pair.b]}, db,
                             reporter)  # type: ignore[arg-type]  # fmt: skip
         with db.transaction():

@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 STORAGE_TYPES: tuple[str, ...] = ("vdir", "file", "caldav", "carddav", "webcal")
-CONFLICT_POLICIES: tuple[str, ...] = ("a wins", "b wins", "newest", "keep both")
-CONFLICT_FALLBACKS: tuple[str, ...] = CONFLICT_POLICIES
+CONFLICT_FALLBACKS: tuple[str, ...] = ("a wins", "b wins", "newest", "keep both")
+CONFLICT_POLICIES: tuple[str, ...] = ("merge", *CONFLICT_FALLBACKS)
 COLLECTIONS_KEYWORDS: tuple[str, ...] = ("all", "from a", "from b")
 DEFAULT_LOCK_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 30.0
@@ -186,7 +186,7 @@ class PairConfig:
     a: str
     b: str
     collections: str | tuple[str, ...] = "all"
-    conflict: str = "newest"
+    conflict: str = "merge"
     conflict_fallback: str = "newest"
 
 
@@ -676,14 +676,8 @@ class _Loader:
                 "contacts (vcf) storages",
             )
         collections = self.collections(f"{key}.collections", t.get("collections", "all"))
-        conflict = "newest"
+        conflict = "merge"
         if "conflict" in t:
-            if t["conflict"] == "merge":
-                raise self.error(
-                    f"{key}.conflict",
-                    "the property merge ('merge') is not available in this version; "
-                    f"use one of {_quoted(CONFLICT_POLICIES)}",
-                )
             conflict = self.choice(f"{key}.conflict", t["conflict"], CONFLICT_POLICIES)
         fallback = "newest"
         if "conflict_fallback" in t:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
 from pimsync.model.record import Record
-from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, SaveState, Skip
+from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, MergeWrite, SaveState, Skip
 from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
 from pimsync.state import SavedConflict, StateDB
 from pimsync.storage.base import Collection
@@ -32,6 +32,7 @@ class Stats:
     updated: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
     deleted: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
     conflicts: int = 0
+    merged: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     retry: set[str] = field(default_factory=set)  # idents whose write met a precondition
@@ -42,6 +43,7 @@ class Stats:
             for side in ("a", "b"):
                 mine[side] += theirs[side]
         self.conflicts += other_stats.conflicts
+        self.merged += other_stats.merged
         self.skipped += other_stats.skipped
         self.errors.extend(other_stats.errors)
 
@@ -215,6 +217,11 @@ class Executor:
         elif isinstance(action, Duplicate):
             for side in o.sides:
                 self.stats.created[side] += 1
+        elif isinstance(action, MergeWrite):
+            for side in o.sides:
+                self.stats.updated[side] += 1
+            self.stats.merged += 1
+            self.stats.conflicts += bool(action.details)
 
     def _apply(self, action: Action) -> _Outcome:
         try:
@@ -225,6 +232,8 @@ class Executor:
                 return _Outcome(action, None, sides=(action.on,))
             if isinstance(action, Duplicate):
                 return self._duplicate(action)
+            if isinstance(action, MergeWrite):
+                return self._merge_write(action)
             if isinstance(action, SaveState):
                 entry = Entry(action.ident, action.a, action.b)
                 base = None
@@ -254,6 +263,23 @@ class Executor:
         entry = Entry(action.ident, sides["a"], sides["b"])
         return _Outcome(action, entry, record.to_bytes(), sides=(action.to,))
 
+    def _merge_write(self, action: MergeWrite) -> _Outcome:
+        """The merged record to both sides (where it differs). No pending note: if only one
+        side got it, the next run merges again and finds the same result (merging is
+        idempotent), so it goes to the other side then."""
+        record = action.record
+        known: dict[Side, Known] = {}
+        written: list[Side] = []
+        for side, item in (("a", action.a), ("b", action.b)):
+            if item.hash == record.hash:
+                known[side] = item.known()
+                continue
+            etag = self.cols[side].update(item.href, record, item.etag)
+            known[side] = Known(item.href, etag, record.hash)
+            written.append(side)
+        entry = Entry(action.ident, known["a"], known["b"])
+        return _Outcome(action, entry, record.to_bytes(), sides=tuple(written))
+
     def _duplicate(self, action: Duplicate) -> _Outcome:
         record: Record = action.record
         known: dict[Side, Known | None] = {"a": None, "b": None}
@@ -267,15 +293,20 @@ class Executor:
 def _lost_version(action: Action) -> SavedConflict | None:
     """The version a conflict's winner replaced, to keep for `pimsync conflicts`
     ("keep both" keeps it as a record of its own instead)."""
-    if not isinstance(action, Copy) or not action.reason.startswith("conflict"):
-        return None
-    if "keep both" in action.reason or action.target is None or action.target.record is None:
-        return None
     from pimsync.model import summary
 
-    record = action.target.record
+    if isinstance(action, MergeWrite) and action.lost is not None:
+        record, side = action.lost, action.lost_side
+    elif isinstance(action, Copy) and action.reason.startswith("conflict"):
+        if "keep both" in action.reason or action.target is None:
+            return None
+        record, side = action.target.record, action.to
+    else:
+        return None
+    if record is None:
+        return None
     return SavedConflict(
-        "", "", action.ident, action.reason, action.to, (), summary(record), record.kind,
+        "", "", action.ident, action.reason, side, action.details, summary(record), record.kind,
         record.to_bytes(),
     )  # fmt: skip
 

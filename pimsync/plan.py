@@ -13,8 +13,8 @@ from typing import Literal
 from pimsync.model.record import Record
 from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
 
-ConflictPolicy = Literal["a wins", "b wins", "newest", "keep both"]
-CONFLICT_POLICIES: tuple[str, ...] = ("a wins", "b wins", "newest", "keep both")
+ConflictPolicy = Literal["merge", "a wins", "b wins", "newest", "keep both"]
+CONFLICT_POLICIES: tuple[str, ...] = ("merge", "a wins", "b wins", "newest", "keep both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +35,10 @@ class SideView:
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    conflict: ConflictPolicy = "newest"
+    conflict: ConflictPolicy = "merge"
     force_delete: bool = False
+    #: what settles a true conflict inside a merge, or a conflict with no base
+    fallback: ConflictPolicy = "newest"
 
 
 # actions -------------------------------------------------------------------------------
@@ -50,6 +52,7 @@ class Copy:
     source: Item
     target: Item | None
     reason: str = ""
+    details: tuple[str, ...] = ()  # for a conflict: what differed
 
     def __str__(self) -> str:
         verb = "create" if self.target is None else "update"
@@ -101,6 +104,38 @@ class SaveState:
 
 
 @dataclass(frozen=True, slots=True)
+class Merge:
+    """Changed on both sides: to be merged against the base (see :func:`settle`)."""
+
+    ident: str
+    a: Item
+    b: Item
+    entry: Entry
+
+    def __str__(self) -> str:
+        return f"merge {self.ident} (changed on both sides)"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeWrite:
+    """Write the merged record to every side that does not hold it yet."""
+
+    ident: str
+    record: Record
+    a: Item
+    b: Item
+    reason: str = "merged"
+    details: tuple[str, ...] = ()  # properties that conflicted (settled by the fallback)
+    lost: Record | None = None  # the version that lost those conflicts, to keep
+    lost_side: Side = "b"
+
+    def __str__(self) -> str:
+        sides = [s for s, item in (("a", self.a), ("b", self.b)) if item.hash != self.record.hash]
+        why = f" ({self.reason})" if self.reason != "merged" else ""
+        return f"merge {self.ident}: update {' and '.join(sides)}{why}"
+
+
+@dataclass(frozen=True, slots=True)
 class Skip:
     """A write that a read-only side would need. Nothing is done and nothing is noted in
     the state, so the difference is seen, and reported, on every run until it is gone."""
@@ -125,7 +160,7 @@ class Forget:
         return f"forget {self.ident} (deleted on both sides)"
 
 
-Action = Copy | Delete | Duplicate | SaveState | Skip | Forget
+Action = Copy | Delete | Duplicate | SaveState | Skip | Forget | Merge | MergeWrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,12 +278,13 @@ class _Planner:
         target: Item | None,
         known_to: Known | None,
         reason: str = "",
+        details: tuple[str, ...] = (),
     ) -> None:
         if self.views[to].read_only:
             what = "create" if target is None else "update"
             self.actions.append(Skip(ident, to, what, reason))
             return
-        self.actions.append(Copy(ident, to, source, target, reason))
+        self.actions.append(Copy(ident, to, source, target, reason, details))
 
     def decide(self, ident: str, entry: Entry | None, stored: Entry | None, stale: bool) -> None:
         A = self.views["a"].items.get(ident)
@@ -304,8 +340,24 @@ class _Planner:
             if stale or stored is None or ka != stored.a or kb != stored.b:
                 self.save(ident, ka, kb)
 
-    def conflict(self, ident: str, A: Item, B: Item, entry: Entry | None, why: str) -> None:
-        policy = self.options.conflict
+    def conflict(
+        self,
+        ident: str,
+        A: Item,
+        B: Item,
+        entry: Entry | None,
+        why: str,
+        policy: ConflictPolicy | None = None,
+        details: tuple[str, ...] = (),
+    ) -> None:
+        policy = policy or self.options.conflict
+        if policy == "merge":
+            readable = A.record is not None and B.record is not None
+            if entry is not None and readable and not any(v.read_only for v in self.views.values()):
+                self.actions.append(Merge(ident, A, B, entry))
+                return
+            policy = self.options.fallback  # no base (never synced), or a read-only side
+            why += "; no base to merge against" if entry is None else ""
         winner: Side
         if policy == "a wins":
             winner = "a"
@@ -321,7 +373,7 @@ class _Planner:
         reason = f"conflict: {why}; {policy}" + (f" ({winner})" if policy == "newest" else "")
         if policy == "keep both" and not self.keep_both(ident, B, reason):
             return
-        self.copy(ident, loser, items[winner], items[loser], known[loser], reason)
+        self.copy(ident, loser, items[winner], items[loser], known[loser], reason, details)
 
     def keep_both(self, ident: str, loser: Item, reason: str) -> bool:
         """Keep the losing version as a new record before the winner replaces it. The copy
@@ -346,6 +398,64 @@ class _Planner:
             return False
         self.actions.append(Duplicate(new_uid, copy, sides, reason, origin=ident))
         return True
+
+
+def settle(
+    the_plan: Plan,
+    bases: Mapping[str, Record | None],
+    a: SideView,
+    b: SideView,
+    options: Options = Options(),
+) -> Plan:
+    """Turn the plan's Merge actions into writes: merge each record against its base (the
+    content both sides held after the last sync). A true conflict inside the merge (one
+    property changed differently on both sides) is settled by ``options.fallback`` and the
+    losing version is kept; no base, or nothing mergeable: the fallback policy as a whole."""
+    from pimsync.merge import merge
+
+    merges = [act for act in the_plan.actions if isinstance(act, Merge)]
+    if not merges:
+        return the_plan
+    planner = _Planner(a, b, options)
+    for act in merges:
+        A, B = act.a, act.b
+        base = bases.get(act.ident)
+        assert A.record is not None and B.record is not None
+        if base is None:
+            planner.conflict(act.ident, A, B, act.entry, "changed on both sides; no base kept",
+                             options.fallback)  # fmt: skip
+            continue
+        fallback = options.fallback
+        prefer: Side = "b" if fallback == "b wins" or (
+            fallback == "newest" and _newer(B.record, A.record)
+        ) else "a"  # fmt: skip
+        result = merge(base, A.record, B.record, prefer)
+        if result.record is None:
+            planner.conflict(act.ident, A, B, act.entry, "changed on both sides; cannot merge",
+                             fallback)  # fmt: skip
+            continue
+        merged = result.record
+        details = tuple(
+            f"{c.component} {c.name}" if c.name != "*" else f"{c.component} (deleted on one side)"
+            for c in result.conflicts
+        )
+        lost_side: Side = "b" if prefer == "a" else "a"
+        lost = (B if prefer == "a" else A).record if result.conflicts else None
+        why = f"conflict in {', '.join(details)}; {fallback}" if details else "merged"
+        if details and fallback == "keep both":
+            assert lost is not None
+            planner.keep_both(act.ident, B if prefer == "a" else A, why)
+            lost = None
+        if merged.hash == A.hash:
+            planner.copy(act.ident, "b", A, B, act.entry.b, why, details)
+        elif merged.hash == B.hash:
+            planner.copy(act.ident, "a", B, A, act.entry.a, why, details)
+        else:
+            planner.actions.append(
+                MergeWrite(act.ident, merged, A, B, why, details, lost, lost_side)
+            )
+    kept = [act for act in the_plan.actions if not isinstance(act, Merge)]
+    return Plan(actions=kept + planner.actions, stop=the_plan.stop)
 
 
 def _newer(x: Record | None, y: Record | None) -> bool:

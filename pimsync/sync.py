@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError
 from pimsync.execute import Executor, Stats
-from pimsync.plan import Options, Plan, SideView, Skip, plan, plan_meta
+from pimsync.model.record import Record
+from pimsync.plan import Merge, Options, Plan, SideView, Skip, plan, plan_meta, settle
 from pimsync.plan_types import Entry, Item, Side, other
 from pimsync.state import StateDB
 from pimsync.storage.base import Collection, Storage
@@ -43,6 +44,8 @@ class CollectionResult:
 
         text = f"a {side('a')}, b {side('b')}"
         extras = []
+        if s.merged:
+            extras.append(f"{s.merged} merged")
         if s.conflicts:
             extras.append(f"{s.conflicts} conflict{'s' * (s.conflicts != 1)}")
         if s.skipped:
@@ -188,6 +191,10 @@ def sync_collection(
         the_plan: Plan = plan(
             sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options
         )
+        the_plan = settle(
+            the_plan, load_bases(db, name, collection, the_plan, sides["a"].view.items),
+            sides["a"].view, sides["b"].view, pair.options,
+        )  # fmt: skip
         executor = None
         if the_plan.stop:
             result.stopped = the_plan.stop
@@ -235,6 +242,24 @@ def sync_collection(
         with db.transaction():
             db.finish_run(name, collection, status, result.summary(), failures)
     return result
+
+
+def load_bases(
+    db: StateDB, pair: str, collection: str, the_plan: Plan, items: Mapping[str, Item]
+) -> dict[str, Record | None]:
+    """The base (content after the last sync) of every record the plan wants merged."""
+    from pimsync.model import parse_record
+
+    out: dict[str, Record | None] = {}
+    for action in the_plan.actions:
+        if isinstance(action, Merge):
+            raw = db.base(pair, collection, action.ident)
+            kind = action.a.record.kind if action.a.record else "ics"
+            try:
+                out[action.ident] = parse_record(raw, kind, "base") if raw else None
+            except MalformedRecord:
+                out[action.ident] = None
+    return out
 
 
 def sync_meta(
@@ -344,7 +369,7 @@ def sync_pair(
             read_only = {s: storages[s].read_only for s in ("a", "b")}
             options = pair.options
             if force_delete and not options.force_delete:
-                options = Options(options.conflict, True)
+                options = Options(options.conflict, True, options.fallback)
             settings = PairSettings(pair.name, pair.collections, options)
             try:
                 result = sync_collection(

@@ -165,7 +165,7 @@ def test_full_valid_config(tmp_path: Path) -> None:
         a="phone",
         b="laptop",
         collections="all",
-        conflict="newest",
+        conflict="merge",
         conflict_fallback="newest",
     )
 
@@ -600,14 +600,14 @@ def test_conflict_not_allowed(tmp_path: Path) -> None:
     msg = error(tmp_path, CAL + PAIR + 'conflict = "winner"\n')
     assert msg == (
         f"{tmp_path / 'config.toml'}: pairs.calendars.conflict: 'winner' is not allowed; "
-        'use one of "a wins", "b wins", "newest", "keep both"'
+        'use one of "merge", "a wins", "b wins", "newest", "keep both"'
     )
 
 
-def test_conflict_merge_not_available(tmp_path: Path) -> None:
-    msg = error(tmp_path, CAL + PAIR + 'conflict = "merge"\n')
-    assert "pairs.calendars.conflict" in msg and "not available in this version" in msg
-    assert '"a wins", "b wins", "newest", "keep both"' in msg
+def test_conflict_merge_is_the_default(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(CAL + PAIR)
+    pair = load_config(tmp_path / "config.toml").pairs["calendars"]
+    assert (pair.conflict, pair.conflict_fallback) == ("merge", "newest")
 
 
 def test_conflict_fallback_not_allowed(tmp_path: Path) -> None:

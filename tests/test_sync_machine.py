@@ -58,6 +58,7 @@ UIDS = [f"u{i}" for i in range(5)]
 
 class SyncMachine(RuleBasedStateMachine):
     b_type = "file"
+    options = Options("keep both")
 
     def __init__(self) -> None:
         super().__init__()
@@ -227,7 +228,7 @@ class SyncMachine(RuleBasedStateMachine):
         db = StateDB(self.tmp / "state", lock_timeout=0)
         try:
             results = sync_pair(
-                PairSettings("p", "all", Options("keep both")),
+                PairSettings("p", "all", self.options),
                 self.storages(),
                 db,
                 Reporter(),
@@ -258,6 +259,13 @@ class SyncMachineVdirVdir(SyncMachine):
     b_type = "vdir"
 
 
+class SyncMachineMerge(SyncMachine):
+    """The default policy: merge, and "keep both" for what cannot be merged (every edit
+    here changes the SUMMARY, so concurrent edits are true conflicts)."""
+
+    options = Options("merge", fallback="keep both")
+
+
 MACHINE_SETTINGS = settings(
     max_examples=100,
     stateful_step_count=20,
@@ -269,3 +277,5 @@ TestVdirFile = SyncMachine.TestCase
 TestVdirFile.settings = MACHINE_SETTINGS
 TestVdirVdir = SyncMachineVdirVdir.TestCase
 TestVdirVdir.settings = MACHINE_SETTINGS
+TestMerge = SyncMachineMerge.TestCase
+TestMerge.settings = MACHINE_SETTINGS
