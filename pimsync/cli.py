@@ -141,8 +141,8 @@ class ConsoleReporter:
                 return  # already said as an error
             if self.dry_run:
                 print(
-                    f"{pair}/{result.collection}: dry run, {len(result.dry_run)} actions "
-                    "planned, nothing written",
+                    f"{pair}/{result.collection}: dry run, "
+                    f"{plural(len(result.dry_run), 'action')} planned, nothing written",
                     file=self.out,
                 )
             else:
@@ -401,12 +401,12 @@ def _restore_conflict(config: object, c: object, reporter: ConsoleReporter) -> i
         return EXIT_FAILED
     general = config.general
     with StateDB(general.state_dir, lock_timeout=general.lock_timeout) as db:
-        storage = open_storage(config.storages[pair.a if c.side == "a" else pair.b], db)
-        record = parse_record(c.loser, storage.kind, f"conflict {c.id}")
-        col = storage.collection(c.collection)
-        entry = db.entries(c.pair, c.collection).get(c.ident)
-        known = entry.side(c.side) if entry else None  # type: ignore[arg-type]
         try:
+            storage = open_storage(config.storages[pair.a if c.side == "a" else pair.b], db)
+            record = parse_record(c.loser, storage.kind, f"conflict {c.id}")
+            col = storage.collection(c.collection)
+            entry = db.entries(c.pair, c.collection).get(c.ident)
+            known = entry.side(c.side) if entry else None  # type: ignore[arg-type]
             if known is None:
                 col.create(record)
             else:
@@ -415,16 +415,24 @@ def _restore_conflict(config: object, c: object, reporter: ConsoleReporter) -> i
         except PimsyncError as exc:
             reporter.error(f"conflict {c.id}: cannot restore: {exc}")
             return EXIT_FAILED
-        storages = {n: open_storage(config.storages[n], db) for n in (pair.a, pair.b)}
-        settings = PairSettings(
-            c.pair, (c.collection,), Options(pair.conflict, fallback=pair.conflict_fallback)
-        )  # type: ignore[arg-type]
-        results = sync_pair(settings, {"a": storages[pair.a], "b": storages[pair.b]}, db,
-                            reporter)  # type: ignore[arg-type]  # fmt: skip
+        try:
+            storages = {n: open_storage(config.storages[n], db) for n in (pair.a, pair.b)}
+            settings = PairSettings(
+                c.pair, (c.collection,), Options(pair.conflict, fallback=pair.conflict_fallback)
+            )  # type: ignore[arg-type]
+            results = sync_pair(settings, {"a": storages[pair.a], "b": storages[pair.b]}, db,
+                                reporter)  # type: ignore[arg-type]  # fmt: skip
+        except PimsyncError as exc:
+            results = []
+            reporter.error(f"conflict {c.id}: {exc}")
+        if not results or any(r.failed for r in results):
+            print(f"conflict {c.id}: the kept version is back on {c.side}; the sync to the other "
+                  "side did not finish: it goes on with the next `pimsync run`")  # fmt: skip
+            return EXIT_FAILED
         with db.transaction():
             db.forget_conflict(c.id)
     print(f"conflict {c.id} restored: the kept version of {c.ident} is back on both sides")
-    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
+    return EXIT_OK
 
 
 def _verify(file: str) -> int:

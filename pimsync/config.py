@@ -76,7 +76,7 @@ path = "~/calendar-backup/{collection}.ics"   # one file per calendar
 a = "laptop"
 b = "backup"
 collections = "all"            # all | "from a" | "from b" | ["home", "work"]
-conflict = "newest"            # "a wins" | "b wins" | newest | "keep both"
+conflict = "merge"             # merge | "a wins" | "b wins" | newest | "keep both"
 """
 
 _TOP_LEVEL = ("general", "storages", "pairs", "exports")
