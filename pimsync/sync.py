@@ -353,8 +353,12 @@ def sync_pair(
                 for key in (k for k in cols[s].meta_keys if k in source.meta_keys):
                     try:
                         value = source.get_meta(key)
-                        if value is None and key == "displayname":
-                            value = cid  # else some servers show their path as its name
+                        if (
+                            value is None
+                            and key == "displayname"
+                            and getattr(cols[s], "names_unnamed", False)
+                        ):
+                            value = cid  # else the server shows its path as the name
                         if value is not None:
                             cols[s].set_meta(key, value)
                     except PimsyncError as exc:

@@ -45,6 +45,9 @@ class DavCollection:
         self.meta_keys: tuple[str, ...] = (
             ("displayname", "color") if kind == "ics" else ("displayname",)
         )
+        #: a server gives a collection without a displayname one of its own (Radicale: its
+        #: path), so a collection pimsync creates gets its id as the name
+        self.names_unnamed = True
         #: writes that may run at once (the engine uses this many threads)
         self.concurrent_writes = client.max_connections
         #: told of metadata this collection wrote (the storage keeps its discovery current)
