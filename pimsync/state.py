@@ -235,6 +235,16 @@ class StateDB:
             out[ident] = Entry(ident, a, b)
         return out
 
+    def side_etags(self, pair: str, collection: str, side: Side) -> dict[str, str]:
+        """href -> etag of one side as last synced (cheap: for the no-change check)."""
+        column = "a" if side == "a" else "b"
+        rows = self.db.execute(
+            f"SELECT {column}_href, {column}_etag FROM records "  # noqa: S608 - fixed names
+            f"WHERE pair = ? AND collection = ? AND {column}_href IS NOT NULL",
+            (pair, collection),
+        )
+        return dict(rows)
+
     def base(self, pair: str, collection: str, ident: str) -> bytes | None:
         row = self.db.execute(
             "SELECT base FROM records WHERE pair = ? AND collection = ? AND ident = ?",

@@ -11,7 +11,7 @@ from pimsync.model.record import Record
 from pimsync.plan import Merge, Options, Plan, SideView, Skip, plan, plan_meta, settle
 from pimsync.plan_types import Entry, Item, Side, other
 from pimsync.state import StateDB
-from pimsync.storage.base import Collection, Storage
+from pimsync.storage.base import Collection, Listing, Storage
 
 MAX_PASSES = 3  # a write that met a changed record is re-read and re-planned this often
 
@@ -87,9 +87,11 @@ def read_side(
     read_only: bool,
     errors: list[str],
     progress: Callable[[str, int, int], None] | None = None,
+    listing: Listing | None = None,
 ) -> _Side:
     """List a collection and read what changed since the state; build the planner's view."""
-    listing = col.list(token)
+    if listing is None:
+        listing = col.list(token)
     known: dict[str, tuple[str, str, str]] = {}  # href -> (ident, etag, hash)
     for ident, entry in entries.items():
         k = entry.side(side)
@@ -176,16 +178,25 @@ def sync_collection(
     except PimsyncError as exc:  # metadata is not worth stopping the records for
         result.stats.errors.append(f"collection metadata: {exc}")
         reporter.error(f"{where}: collection metadata: {exc}")
+
+    def progress(phase: str, done: int, total: int) -> None:
+        reporter.progress(where, phase, done, total)
+
     for attempt in range(1, MAX_PASSES + 1):
-        entries = db.entries(name, collection)
         tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
+        listings = {s: cols[s].list(tokens[s]) for s in ("a", "b")}
+        if attempt == 1 and not dry_run and _nothing_changed(db, name, collection, listings):
+            # the common case: no record content read, no plan made
+            with db.transaction():
+                db.set_tokens(name, collection, listings["a"].token, listings["b"].token)
+                db.finish_run(name, collection, "ok", result.summary(), [])
+            return result
+        entries = db.entries(name, collection)
         read_errors: list[str] = []
-
-        def progress(phase: str, done: int, total: int) -> None:
-            reporter.progress(where, phase, done, total)
-
         sides = {
-            s: read_side(cols[s], s, entries, tokens[s], read_only[s], read_errors, progress)
+            s: read_side(
+                cols[s], s, entries, tokens[s], read_only[s], read_errors, progress, listings[s]
+            )
             for s in ("a", "b")
         }
         the_plan: Plan = plan(
@@ -242,6 +253,25 @@ def sync_collection(
         with db.transaction():
             db.finish_run(name, collection, status, result.summary(), failures)
     return result
+
+
+def _nothing_changed(
+    db: StateDB, pair: str, collection: str, listings: Mapping[str, Listing]
+) -> bool:
+    """Does every side list exactly what the state remembers (and nothing is pending)?"""
+    if db.pending(pair, collection):
+        return False
+    for side, listing in listings.items():
+        if listing.errors:
+            return False
+        if listing.delta:
+            if listing.items:
+                return False
+            continue
+        current = {h: e for h, e in listing.items.items() if e is not None}
+        if current != db.side_etags(pair, collection, side):  # type: ignore[arg-type]
+            return False
+    return True
 
 
 def load_bases(

@@ -22,7 +22,7 @@ from pimsync.storage.dav import xml
 from pimsync.storage.dav.http import HttpClient, HttpError, check_status
 from pimsync.storage.vdir import href_for
 
-MULTIGET_BATCH = 100
+MULTIGET_BATCH = 500  # Radicale's cost per multiget grows with the collection: few, large
 CONTENT_TYPES = {"ics": "text/calendar; charset=utf-8", "vcf": "text/vcard; charset=utf-8"}
 EXTENSIONS = {"ics": ".ics", "vcf": ".vcf"}
 
@@ -178,7 +178,9 @@ class DavCollection:
                     out.append(Fetched(r.href, "", error=NotFound("vanished", where=url)))
                     continue
                 try:
-                    raw = data.encode("utf-8", "surrogateescape")
+                    # XML turned the CRLF line ends into LF; records are written with CRLF
+                    lines = (line.rstrip("\r") for line in data.split("\n"))
+                    raw = ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
                     out.append(Fetched(r.href, etag, record=parse_record(raw, self.kind, url)))
                 except MalformedRecord as exc:
                     out.append(Fetched(r.href, etag, error=exc))
