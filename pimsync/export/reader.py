@@ -101,11 +101,14 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
         text.detach()  # leave the stream open for the caller
 
 
-def iter_records(stream: IO[bytes], kind: Kind, where: str) -> Iterator[Record | MalformedRecord]:
+def iter_records(
+    stream: IO[bytes], kind: Kind, where: str, *, values: bool = True
+) -> Iterator[Record | MalformedRecord]:
     """The records of a collection file as pimsync writes it: one VCALENDAR with its
     properties and VTIMEZONEs first and each record's components next to each other; or
-    vCards one after the other. Each record is fully validated (``parse_record``)."""
-    from pimsync.model import parse_record
+    vCards one after the other. Each record is validated (``parse_record``; with
+    ``values=False`` only its structure: what an export just read was checked then)."""
+    from pimsync.model import parse_record, split
 
     header: list[str] = []  # VCALENDAR-level lines
     timezones: list[str] = []
@@ -124,8 +127,15 @@ def iter_records(stream: IO[bytes], kind: Kind, where: str) -> Iterator[Record |
         else:
             text = CRLF.join(["BEGIN:VCALENDAR", *header, *timezones, *lines, "END:VCALENDAR"])
             text += CRLF
+        data = text.encode("utf-8", "surrogateescape")
+        if not values:
+            result = split(data, kind, f"{where}:{line}", validate=False)
+            if result.errors or len(result.records) != 1:
+                problem = result.errors[0] if result.errors else "not exactly one record"
+                return MalformedRecord(str(problem), where=where, line=line)
+            return result.records[0]
         try:
-            return parse_record(text.encode("utf-8", "surrogateescape"), kind, f"{where}:{line}")
+            return parse_record(data, kind, f"{where}:{line}")
         except MalformedRecord as exc:
             return exc
 
