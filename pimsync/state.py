@@ -288,13 +288,6 @@ class StateDB:
         )
         return [Pending(ident, side, h, o) for ident, side, h, o in rows]
 
-    def pending_base(self, pair: str, collection: str, ident: str, side: Side) -> bytes | None:
-        row = self.db.execute(
-            "SELECT base FROM pending WHERE pair = ? AND collection = ? AND ident = ? AND side = ?",
-            (pair, collection, ident, side),
-        ).fetchone()
-        return row[0] if row else None
-
     def add_pending(
         self, pair: str, collection: str, rows: Iterable[tuple[Pending, bytes | None]]
     ) -> None:

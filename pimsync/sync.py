@@ -440,6 +440,3 @@ class _EmptyCollection:
 
     def get(self, hrefs: object) -> list[object]:
         return []
-
-
-Callback = Callable[[str], None]
