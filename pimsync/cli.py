@@ -451,6 +451,8 @@ def _verify(file: str) -> int:
         f"{path}: ok, made {result.created}, {plural(result.collections, 'collection')}, "
         f"{plural(result.records, 'record')}"
     )
+    for warning in result.warnings:
+        print(f"{path}: warning: {warning}")
     missing = unreadable(path)
     if missing:
         print(f"{path}: note: incomplete: {plural(len(missing), 'record')} could not be read "

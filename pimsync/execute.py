@@ -187,14 +187,21 @@ class Executor:
             )  # fmt: skip
             by_side[target].append(action)
         out: list[_Outcome] = [self._apply(a) for a in by_side[None]]
-        for side in ("a", "b"):
-            todo = by_side[side]
-            workers = min(getattr(self.cols[side], "concurrent_writes", 1), len(todo))
-            if workers > 1:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    out.extend(pool.map(self._apply, todo))
-            else:
-                out.extend(self._apply(a) for a in todo)
+        workers = {
+            s: min(getattr(self.cols[s], "concurrent_writes", 1), len(by_side[s]))
+            for s in ("a", "b")
+        }
+        parallel = [s for s in ("a", "b") if workers[s] > 1]
+        if not parallel:
+            for side in ("a", "b"):
+                out.extend(self._apply(a) for a in by_side[side])
+            return out
+        # the server's writes run on threads while the other side's are made here
+        with ThreadPoolExecutor(max_workers=sum(workers[s] for s in parallel)) as pool:
+            futures = {s: [pool.submit(self._apply, a) for a in by_side[s]] for s in parallel}
+            done = {s: [self._apply(a) for a in by_side[s]] for s in ("a", "b") if s not in futures}
+            for side in ("a", "b"):
+                out.extend([f.result() for f in futures[side]] if side in futures else done[side])
         return out
 
     def _count(self, o: _Outcome) -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError
 from pimsync.execute import Executor, Stats
+from pimsync.model import prepare
 from pimsync.model.record import Record
 from pimsync.plan import Merge, Options, Plan, SideView, Skip, plan, plan_meta, settle
 from pimsync.plan_types import Entry, Item, Side, other
 from pimsync.state import StateDB
 from pimsync.storage.base import Collection, Listing, Storage
 
+_T = TypeVar("_T")
 MAX_PASSES = 3  # a write that met a changed record is re-read and re-planned this often
 
 
@@ -182,23 +186,24 @@ def sync_collection(
     def progress(phase: str, done: int, total: int) -> None:
         reporter.progress(where, phase, done, total)
 
+    waits = _waiting_side(cols)
     for attempt in range(1, MAX_PASSES + 1):
         tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
-        listings = {s: cols[s].list(tokens[s]) for s in ("a", "b")}
+        listings = _list_sides(db, name, collection, cols, tokens, waits)
         if attempt == 1 and not dry_run and _nothing_changed(db, name, collection, listings):
             # the common case: no record content read, no plan made
             with db.transaction():
                 db.set_tokens(name, collection, listings["a"].token, listings["b"].token)
                 db.finish_run(name, collection, "ok", result.summary(), [])
             return result
+        prepare({cols["a"].kind, cols["b"].kind})
         entries = db.entries(name, collection)
-        read_errors: list[str] = []
-        sides = {
-            s: read_side(
-                cols[s], s, entries, tokens[s], read_only[s], read_errors, progress, listings[s]
-            )
-            for s in ("a", "b")
-        }
+        errors_of: dict[Side, list[str]] = {"a": [], "b": []}
+
+        sides = _both(
+            partial(_read, cols, entries, tokens, read_only, errors_of, progress, listings), waits
+        )
+        read_errors = errors_of["a"] + errors_of["b"]
         the_plan: Plan = plan(
             sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options
         )
@@ -255,23 +260,84 @@ def sync_collection(
     return result
 
 
+def _read(
+    cols: Mapping[Side, Collection],
+    entries: Mapping[str, Entry],
+    tokens: Mapping[Side, str | None],
+    read_only: Mapping[Side, bool],
+    errors_of: Mapping[Side, list[str]],
+    progress: Callable[[str, int, int], None],
+    listings: Mapping[Side, Listing],
+    side: Side,
+) -> _Side:
+    return read_side(
+        cols[side], side, entries, tokens[side], read_only[side], errors_of[side], progress,
+        listings[side],
+    )  # fmt: skip
+
+
+def _waiting_side(cols: Mapping[Side, Collection]) -> Side | None:
+    """The side that waits on a server (the one that takes concurrent writes), if any:
+    its requests run on a thread while the other side's work goes on."""
+    for side in ("b", "a"):
+        if getattr(cols[side], "concurrent_writes", 1) > 1:
+            return side
+    return None
+
+
+def _both(work: Callable[[Side], _T], waits: Side | None) -> dict[Side, _T]:
+    """``work`` for both sides; the side that waits on a server on a thread meanwhile."""
+    if waits is None:
+        return {"a": work("a"), "b": work("b")}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pimsync-side") as pool:
+        later = pool.submit(work, waits)
+        here = work(other(waits))
+        return {waits: later.result(), other(waits): here}
+
+
+def _list_sides(
+    db: StateDB,
+    pair: str,
+    collection: str,
+    cols: Mapping[Side, Collection],
+    tokens: Mapping[Side, str | None],
+    waits: Side | None,
+) -> dict[Side, Listing]:
+    """List both sides. While a server answers, the other side is listed, and if it
+    changed, the parsers its records need start loading (model.prepare)."""
+
+    def work(s: Side) -> Listing:
+        listing = cols[s].list(tokens[s])
+        if (
+            s != waits
+            and waits is not None
+            and not _side_unchanged(db, pair, collection, s, listing)
+        ):
+            prepare({cols["a"].kind, cols["b"].kind})
+        return listing
+
+    return _both(work, waits)
+
+
+def _side_unchanged(db: StateDB, pair: str, collection: str, side: Side, listing: Listing) -> bool:
+    """Does a side list exactly what the state remembers of it?"""
+    if listing.errors:
+        return False
+    if listing.delta:
+        return not listing.items
+    current = {h: e for h, e in listing.items.items() if e is not None}
+    return current == db.side_etags(pair, collection, side)
+
+
 def _nothing_changed(
-    db: StateDB, pair: str, collection: str, listings: Mapping[str, Listing]
+    db: StateDB, pair: str, collection: str, listings: Mapping[Side, Listing]
 ) -> bool:
     """Does every side list exactly what the state remembers (and nothing is pending)?"""
     if db.pending(pair, collection):
         return False
-    for side, listing in listings.items():
-        if listing.errors:
-            return False
-        if listing.delta:
-            if listing.items:
-                return False
-            continue
-        current = {h: e for h, e in listing.items.items() if e is not None}
-        if current != db.side_etags(pair, collection, side):  # type: ignore[arg-type]
-            return False
-    return True
+    return all(_side_unchanged(db, pair, collection, s, listing) for s, listing in listings.items())
 
 
 def load_bases(
@@ -438,5 +504,5 @@ class _EmptyCollection:
     def list(self, token: str | None = None) -> object:
         return self._listing
 
-    def get(self, hrefs: object) -> list[object]:
+    def get(self, hrefs: object, *, values: bool = True) -> list[object]:
         return []

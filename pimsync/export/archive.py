@@ -23,7 +23,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,7 +55,7 @@ class CollectionEntry:
     count: int = 0
     sha256: str = ""
     settled: bool = True
-    records: list[dict[str, str | None]] = field(default_factory=list)  # uid, etag
+    records: list[tuple[str | None, str]] = field(default_factory=list)  # (uid, etag)
     errors: list[str] = field(default_factory=list)  # records that could not be read
 
 
@@ -133,14 +133,17 @@ def snapshot(
     )
     spool = _Spool(spool_dir, col.kind)
     etags, token = _etags(col, entry.errors)
-    meta: dict[str, dict[str, str | None]] = {}
+    meta: dict[str, tuple[str | None, str]] = {}  # href -> (uid, etag)
 
     def read(hrefs: list[str]) -> None:
         for start in range(0, len(hrefs), READ_BATCH):
-            for fetched in col.get(hrefs[start : start + READ_BATCH]):
+            # records are kept as the storage serves them: structure checked, values not
+            # (icalendar would take most of the export's time, and a backup should keep
+            # what a stricter reader dislikes rather than drop it; `archive verify` reports it)
+            for fetched in col.get(hrefs[start : start + READ_BATCH], values=False):
                 if fetched.record is not None:
                     spool.add(fetched.href, fetched.record)
-                    meta[fetched.href] = {"uid": fetched.record.uid, "etag": fetched.etag}
+                    meta[fetched.href] = (fetched.record.uid, fetched.etag)
                     etags[fetched.href] = fetched.etag
                 elif isinstance(fetched.error, NotFound):
                     spool.drop(fetched.href)
@@ -165,8 +168,37 @@ def snapshot(
     else:
         entry.settled = False
     entry.records = [meta[h] for h in sorted(meta)]
+    meta.clear()  # the hrefs are not needed any more
     entry.count = len(entry.records)
     return entry, spool
+
+
+def _manifest_chunks(head: dict[str, object], entries: list[CollectionEntry]) -> Iterator[bytes]:
+    """manifest.json, a piece at a time: never the whole text, nor a copy of the records
+    as dicts, in memory at once."""
+
+    def dump(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    out = ["{\n"]
+    out.extend(f" {dump(key)}: {dump(value)},\n" for key, value in head.items())
+    out.append(' "collections": [')
+    yield "".join(out).encode()
+    for n, entry in enumerate(entries):
+        parts = ["," if n else "", "\n  {\n"]
+        for f in fields(entry):
+            if f.name != "records":
+                parts.append(f"   {dump(f.name)}: {dump(getattr(entry, f.name))},\n")
+        parts.append('   "records": [')
+        yield "".join(parts).encode()
+        for start in range(0, len(entry.records), 500):
+            batch = entry.records[start : start + 500]
+            yield "".join(
+                f'{"," if start or i else ""}\n    {{"uid": {dump(uid)}, "etag": {dump(etag)}}}'
+                for i, (uid, etag) in enumerate(batch)
+            ).encode()
+        yield ("\n   ]\n  }" if entry.records else "]\n  }").encode()
+    yield b"\n ]\n}\n"
 
 
 class _Writer:
@@ -254,18 +286,16 @@ def write_archive(
                     log(f"{export}: {entry.file}: {entry.count} record{'s' * (entry.count != 1)}")
                     for error in entry.errors:
                         log(f"{export}: {entry.file}: not in the archive: {error}")
-            manifest = {
+            head = {
                 "format": FORMAT_VERSION,
                 "pimsync": __version__,
                 "export": export,
                 "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "collections": [asdict(e) for e in entries],
             }
-            body = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
-            writer.add(MANIFEST, iter([body]))
+            writer.add(MANIFEST, _manifest_chunks(head, entries))
         finally:
             writer.close()
-        verify(tmp, values=False)  # values were checked when read
+        verify(tmp, values=False)  # complete and intact: checksums, structure, counts, UIDs
         os.replace(tmp, final)
         with contextlib.suppress(OSError):
             fd = os.open(directory, os.O_RDONLY)

@@ -107,7 +107,7 @@ def iter_records(
     """The records of a collection file as pimsync writes it: one VCALENDAR with its
     properties and VTIMEZONEs first and each record's components next to each other; or
     vCards one after the other. Each record is validated (``parse_record``; with
-    ``values=False`` only its structure: what an export just read was checked then)."""
+    ``values=False`` only its structure, without icalendar's value check)."""
     from pimsync.model import parse_record, split
 
     header: list[str] = []  # VCALENDAR-level lines

@@ -39,7 +39,7 @@ def _target_index(col: Collection) -> dict[str, tuple[str, str, str]]:
     hrefs = sorted(h for h, e in listing.items.items() if e is not None)
     index: dict[str, tuple[str, str, str]] = {}
     for start in range(0, len(hrefs), BATCH):
-        for fetched in col.get(hrefs[start : start + BATCH]):
+        for fetched in col.get(hrefs[start : start + BATCH], values=False):
             if fetched.record is not None:
                 index[fetched.record.ident] = (fetched.href, fetched.etag, fetched.record.hash)
     return index
@@ -122,7 +122,10 @@ def _restore_one(
     target = _target_index(col)
     seen: set[str] = set()
     with archive.open(entry["file"]) as stream:
-        for item in iter_records(stream, storage.kind, f"{archive.path}:{entry['file']}"):
+        # records go back as they were archived: the target judges their values, as the
+        # storage they came from did
+        where = f"{archive.path}:{entry['file']}"
+        for item in iter_records(stream, storage.kind, where, values=False):
             if isinstance(item, MalformedRecord):
                 result.errors.append(str(item))
                 continue

@@ -11,7 +11,16 @@ import os
 
 from pimsync.model.info import newest_key, summary, with_uid
 from pimsync.model.record import CONTENT_IDENT_PREFIX, Kind, Record
-from pimsync.model.split import Joiner, SplitResult, Wrapper, check, join, parse_record, split
+from pimsync.model.split import (
+    Joiner,
+    SplitResult,
+    Wrapper,
+    check,
+    join,
+    parse_record,
+    prepare,
+    split,
+)
 
 __all__ = [
     "CONTENT_IDENT_PREFIX",
@@ -25,6 +34,7 @@ __all__ = [
     "kind_for_path",
     "newest_key",
     "parse_record",
+    "prepare",
     "split",
     "summary",
     "with_uid",

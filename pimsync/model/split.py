@@ -127,6 +127,33 @@ def _ics_problem(text: str) -> str | None:
     return None
 
 
+def prepare(kinds: Iterable[Kind]) -> None:
+    """Start importing the parsers that reading records of these kinds needs (vobject's
+    line parser; icalendar for calendars) on a background thread, unless imported already.
+
+    For a caller that knows records are coming: the imports then overlap with its wait
+    for them (a server's answer) instead of following it. A run with nothing to read never
+    calls this, so it never pays for them."""
+    import sys
+
+    wanted = ["vobject.base"]
+    if "ics" in kinds:
+        wanted.append("icalendar")
+    missing = [name for name in wanted if name not in sys.modules]
+    if missing:
+        import importlib
+        import threading
+
+        def load() -> None:
+            for name in missing:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001 - the caller's own import reports it
+                    return
+
+        threading.Thread(target=load, name="pimsync-prepare").start()
+
+
 def _calendar_text(properties: Iterable[str], components: Iterable[str]) -> str:
     return CRLF.join(["BEGIN:VCALENDAR", *properties, *components, "END:VCALENDAR"]) + CRLF
 
@@ -303,7 +330,7 @@ def _split_ics(text: str, where: str, validate: bool) -> SplitResult:
     return SplitResult(Wrapper(props, tuple(orphans)), records, errors)
 
 
-def _parse_ics(text: str, where: str) -> Record:
+def _parse_ics(text: str, where: str, values: bool = True) -> Record:
     doc = parse(text)
     scan = _scan_ics(doc)
     if scan.file_errors:
@@ -330,7 +357,7 @@ def _parse_ics(text: str, where: str) -> Record:
         _check_lines([*scan.timezones.values(), *scan.extra_timezones])
     except LineSyntaxError as exc:
         raise MalformedRecord(str(exc), where=where, uid=group.uid, line=exc.lineno) from None
-    problem = _ics_problem(text)
+    problem = _ics_problem(text) if values else None
     if problem is not None:
         raise MalformedRecord(problem, where=where, uid=group.uid, line=doc.components[0].lineno)
     return Record(record.ident, "ics", text, record.hash, record.uid)
@@ -449,12 +476,14 @@ def check(record: Record, where: str) -> None:
             raise MalformedRecord(problem, where=where, uid=record.uid)
 
 
-def parse_record(data: bytes, kind: Kind, where: str) -> Record:
+def parse_record(data: bytes, kind: Kind, where: str, *, values: bool = True) -> Record:
     """Read one standalone record file (a vdir item, a server resource), fully validated.
-    Its ``text`` is the file as it is. Raises MalformedRecord."""
+    Its ``text`` is the file as it is. Raises MalformedRecord. ``values=False`` checks the
+    structure (lines, components, UID, time zones) but leaves out icalendar's value check,
+    the costly part (:func:`check` does it later)."""
     text = _decode(data)
     if kind == "ics":
-        return _parse_ics(text, where)
+        return _parse_ics(text, where, values)
     return _parse_vcf(text, where)
 
 

@@ -65,8 +65,11 @@ class Collection(Protocol):
 
     def list(self, token: str | None = None) -> Listing: ...
 
-    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
-        """Read the given hrefs. An href that vanished yields a Fetched with a NotFound."""
+    def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
+        """Read the given hrefs. An href that vanished yields a Fetched with a NotFound.
+
+        ``values=False`` leaves out the value check (icalendar), keeping the structural
+        one: for a reader that keeps records as they are (an export)."""
         ...
 
     def create(self, record: Record) -> tuple[str, str]:
@@ -113,6 +116,8 @@ def fetch_parsed(
     hrefs: Sequence[str],
     where: str,
     on_error: Callable[[MalformedRecord], None] | None = None,
+    *,
+    values: bool = True,
 ) -> Iterator[Fetched]:
     """``get`` for collections that parsed a whole file to list it (a single file, a
     webcal feed): what is read gets the value check that listing left out."""
@@ -124,7 +129,8 @@ def fetch_parsed(
             yield Fetched(href, "", error=NotFound(f"no record {href!r}", where=where))
             continue
         try:
-            check(record, where)
+            if values:
+                check(record, where)
         except MalformedRecord as exc:
             if on_error is not None:
                 on_error(exc)

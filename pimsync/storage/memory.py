@@ -24,7 +24,7 @@ class MemoryCollection:
     def list(self, token: str | None = None) -> Listing:
         return Listing(items={href: etag for href, (etag, _) in self.items.items()})
 
-    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+    def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
         for href in hrefs:
             if href in self.items:
                 etag, record = self.items[href]

@@ -92,11 +92,11 @@ class SingleFileCollection:
         items: dict[str, str | None] = {i: r.hash for i, r in self._records.items()}
         return Listing(items=items, token=self._loaded_etag, errors=list(self._errors))
 
-    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+    def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
         if self._loaded_etag is None:
             self._load()
         # a record with a bad value keeps the file from being rewritten (see flush)
-        return fetch_parsed(self._records, hrefs, self.where, self._errors.append)
+        return fetch_parsed(self._records, hrefs, self.where, self._errors.append, values=values)
 
     # writing -------------------------------------------------------------------------
     def _check(self, href: str, etag: str | None) -> None:

@@ -77,7 +77,7 @@ class VdirCollection:
             raise StorageError(f"cannot list: {exc.strerror}", where=self.where) from exc
         return Listing(items=items)
 
-    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+    def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
         from pimsync.model import parse_record
 
         for href in hrefs:
@@ -93,7 +93,8 @@ class VdirCollection:
                 yield Fetched(href, "", error=StorageError(exc.strerror or "", where=str(path)))
                 continue
             try:
-                yield Fetched(href, etag, record=parse_record(data, self.kind, str(path)))
+                record = parse_record(data, self.kind, str(path), values=values)
+                yield Fetched(href, etag, record=record)
             except MalformedRecord as exc:
                 yield Fetched(href, etag, error=exc)
 

@@ -49,11 +49,11 @@ class WebcalCollection:
         items: dict[str, str | None] = {i: r.hash for i, r in self._records.items()}
         return Listing(items=items, token=new_token, errors=list(self._errors))
 
-    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+    def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
         if self._records is None:
             self.list(None)
         assert self._records is not None
-        return fetch_parsed(self._records, hrefs, self.where)
+        return fetch_parsed(self._records, hrefs, self.where, values=values)
 
     def _refuse(self, *args: object) -> object:
         raise ReadOnlyError("a webcal subscription cannot be written", where=self.where)

@@ -241,11 +241,11 @@ def test_point_in_time_rereads_what_changed_while_reading(home, monkeypatch):
     real_get = VdirCollection.get
     changed = []
 
-    def get(self, hrefs):
+    def get(self, hrefs, **kw):
         if not changed and self.id == "home":
             changed.append(True)  # another program edits h1 while we read
             (home / "cal" / "home" / "h1.ics").write_bytes(make_event("h1", "edited meanwhile"))
-        return real_get(self, hrefs)
+        return real_get(self, hrefs, **kw)
 
     monkeypatch.setattr(VdirCollection, "get", get)
     storage = VdirStorage("cal", home / "cal", ".ics", "ics", False)
@@ -350,3 +350,25 @@ path = "backups"
                  "--from", "b"]) == 0  # fmt: skip
     assert vdir_state(tmp_path / "fresh" / "home").keys() == {"b"}
     assert (tmp_path / "fresh" / "home" / "displayname").read_text() == "Home on b"
+
+
+def test_a_record_with_a_bad_value_is_kept_flagged_and_restored(home, capsys):
+    """An export keeps records as the storage serves them: a date icalendar rejects is
+    not a reason to leave a record out of a backup. verify names it; restore puts it back."""
+    bad = make_event("odd", "Odd date").replace(b"DTSTART:20261201", b"DTSTART:20261399")
+    (home / "cal" / "home" / "odd.ics").write_bytes(bad)
+    cfg = write_config(home)
+    assert main(["--config", str(cfg), "export"]) == 0
+    [archive] = list((home / "backups").iterdir())
+    capsys.readouterr()
+    assert main(["archive", "verify", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "3 collections, 10 records" in out
+    [warning] = [line for line in out.splitlines() if "warning" in line]
+    assert "cal/home.ics" in warning and "DTSTART" in warning and "kept" in warning
+    assert verify(archive).warnings == (warning.split("warning: ", 1)[1],)
+    (home / "cal" / "home" / "odd.ics").unlink()
+    assert main(["--config", str(cfg), "archive", "restore", str(archive), "--to", "cal",
+                 "--collection", "home"]) == 0  # fmt: skip
+    assert "1 added" in capsys.readouterr().out
+    assert (home / "cal" / "home" / "odd.ics").read_bytes() == bad

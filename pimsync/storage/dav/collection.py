@@ -89,21 +89,21 @@ class DavCollection:
             if resp.status in (400, 403, 405, 415, 501) and not token:
                 return None  # no sync-collection here
             check_status(resp, "REPORT sync-collection", (207,))
-            ms = xml.parse_multistatus(resp.body, resp.url)
+            responses, new_token = xml.parse_listing(resp.body, resp.url)
+            del resp
             truncated = False
-            for r in ms.responses:
+            for r in responses:
                 if r.href == self.path or not self._member(r.href):
                     truncated = truncated or (r.href == self.path and r.status == 507)
                     continue
                 if r.status == 404:
                     items[r.href] = None
-                    continue
-                etag = xml.text_of(r.props.get(xml.tag(xml.DAV, "getetag")))
-                if etag:
-                    items[r.href] = etag
-            if not ms.sync_token:
+                elif r.etag:
+                    items[r.href] = r.etag
+            del responses
+            if not new_token:
                 return None
-            token = ms.sync_token
+            token = new_token
             if not truncated:
                 if not delta:
                     items = {h: e for h, e in items.items() if e is not None}
@@ -130,22 +130,19 @@ class DavCollection:
             {"Depth": "1"},
         )
         check_status(resp, "PROPFIND", (207,))
-        ms = xml.parse_multistatus(resp.body, resp.url)
+        responses, _ = xml.parse_listing(resp.body, resp.url)
+        del resp
         items: dict[str, str | None] = {}
         new_ctag = None
-        for r in ms.responses:
+        for r in responses:
             if r.href == self.path:
-                new_ctag = xml.text_of(r.props.get(xml.tag(xml.CS, "getctag")))
-                continue
-            if not self._member(r.href):
-                continue
-            etag = xml.text_of(r.props.get(xml.tag(xml.DAV, "getetag")))
-            if etag:
-                items[r.href] = etag
+                new_ctag = r.ctag
+            elif self._member(r.href) and r.etag:
+                items[r.href] = r.etag
         return Listing(items=items, token=f"ctag:{new_ctag}" if new_ctag else None)
 
     # reading ---------------------------------------------------------------------------
-    def get(self, hrefs: Sequence[str]) -> Iterator[Fetched]:
+    def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
         from pimsync.model import parse_record
 
         wanted = list(dict.fromkeys(hrefs))
@@ -181,7 +178,8 @@ class DavCollection:
                     # XML turned the CRLF line ends into LF; records are written with CRLF
                     lines = (line.rstrip("\r") for line in data.split("\n"))
                     raw = ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
-                    out.append(Fetched(r.href, etag, record=parse_record(raw, self.kind, url)))
+                    record = parse_record(raw, self.kind, url, values=values)
+                    out.append(Fetched(r.href, etag, record=record))
                 except MalformedRecord as exc:
                     out.append(Fetched(r.href, etag, error=exc))
             for href in batch:

@@ -171,6 +171,82 @@ def parse_multistatus(body: bytes, url: str) -> Multistatus:
     return Multistatus(out, token.strip() if token else None)
 
 
+@dataclass(slots=True)
+class Listed:
+    """One response of a listing (sync-collection or PROPFIND Depth 1): only its texts."""
+
+    href: str
+    status: int | None
+    etag: str | None
+    ctag: str | None
+
+
+_CHUNK = 1 << 16
+
+
+def parse_listing(body: bytes, url: str) -> tuple[list[Listed], str | None]:
+    """A listing multistatus, parsed as a stream: each ``<response>`` is reduced to its
+    href, status and etag (and getctag) and then freed, so a listing of many thousand
+    records never holds a whole XML tree. Returns the responses and the sync-token."""
+    from lxml import etree
+
+    if not body.strip():
+        raise HttpError("the server sent an empty answer", url=url)
+    parser = etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=True,
+    )
+    response, href_tag, status_tag = tag(DAV, "response"), tag(DAV, "href"), tag(DAV, "status")
+    propstat_tag, prop_tag = tag(DAV, "propstat"), tag(DAV, "prop")
+    etag_tag, ctag_tag, token_tag = tag(DAV, "getetag"), tag(CS, "getctag"), tag(DAV, "sync-token")
+    out: list[Listed] = []
+    token: str | None = None
+    root = None
+    try:
+        for start in range(0, max(len(body), 1), _CHUNK):
+            parser.feed(body[start : start + _CHUNK])
+            for event, el in parser.read_events():
+                if event == "start":
+                    if root is None:
+                        root = el
+                        if el.tag != tag(DAV, "multistatus"):
+                            raise HttpError(f"expected a DAV multistatus, got <{el.tag}>", url=url)
+                    continue
+                if el.tag == token_tag and el.getparent() is root:
+                    token = (el.text or "").strip() or None
+                elif el.tag == response and el.getparent() is root:
+                    href_el = el.find(href_tag)
+                    if href_el is not None and (href_el.text or "").strip():
+                        etag = ctag = None
+                        for propstat in el.iterchildren(propstat_tag):
+                            code = _status_code(propstat.findtext(status_tag))
+                            prop = propstat.find(prop_tag)
+                            if prop is None or (code is not None and not 200 <= code < 300):
+                                continue
+                            etag = text_of(prop.find(etag_tag)) or etag
+                            ctag = text_of(prop.find(ctag_tag)) or ctag
+                        out.append(
+                            Listed(
+                                normalise_href(href_el.text.strip(), url),
+                                _status_code(el.findtext(status_tag)),
+                                etag,
+                                ctag,
+                            )
+                        )
+                    el.clear()
+                    while el.getprevious() is not None:  # drop what is done with
+                        del root[0]
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        raise HttpError(f"the server's answer is not well-formed XML ({exc})", url=url) from exc
+    if root is None:
+        raise HttpError("the server sent an empty answer", url=url)
+    return out, token
+
+
 def failed_statuses(body: bytes, url: str) -> list[int]:
     """Every 4xx/5xx status anywhere in a multistatus (e.g. a refused PROPPATCH)."""
     root = parse_xml(body, url)

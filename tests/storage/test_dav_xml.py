@@ -1,0 +1,158 @@
+"""The streaming listing parser: the same answers as the tree parser, any size, hardened."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from pimsync.storage.dav import xml
+from pimsync.storage.dav.http import HttpError
+
+URL = "http://127.0.0.1:5232/alice/cal/"
+OK = "<d:status>HTTP/1.1 200 OK</d:status>"
+
+
+def _response(href: str, etag: str | None, *, status: str | None = None, extra: str = "") -> str:
+    if status is not None:
+        return f"<d:response><d:href>{href}</d:href><d:status>{status}</d:status></d:response>"
+    prop = f"<d:getetag>{etag}</d:getetag>" if etag is not None else ""
+    return (
+        f"<d:response><d:href>{href}</d:href><d:propstat><d:prop>{prop}{extra}</d:prop>"
+        f"{OK}</d:propstat></d:response>"
+    )
+
+
+def _multistatus(*responses: str, token: str | None = "http://radicale.org/ns/sync/5") -> bytes:
+    tok = f"<d:sync-token>{token}</d:sync-token>" if token is not None else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<d:multistatus xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/">'
+        + "".join(responses)
+        + tok
+        + "</d:multistatus>"
+    ).encode()
+
+
+def _as_tree(body: bytes) -> tuple[list[tuple[str, int | None, str | None]], str | None]:
+    ms = xml.parse_multistatus(body, URL)
+    rows = [
+        (r.href, r.status, xml.text_of(r.props.get(xml.tag(xml.DAV, "getetag"))))
+        for r in ms.responses
+    ]
+    return rows, ms.sync_token
+
+
+def _as_stream(body: bytes) -> tuple[list[tuple[str, int | None, str | None]], str | None]:
+    listed, token = xml.parse_listing(body, URL)
+    return [(r.href, r.status, r.etag) for r in listed], token
+
+
+def test_same_answer_as_the_tree_parser():
+    body = _multistatus(
+        _response("/alice/cal/a.ics", '"1"'),
+        _response("/alice/cal/b%20c.ics", '"2"'),
+        _response("http://127.0.0.1:5232/alice/cal/d.ics", '"3"'),  # absolute
+        _response("/alice/cal/gone.ics", None, status="HTTP/1.1 404 Not Found"),
+        _response("/alice/cal/", None),
+        _response("", '"x"'),  # no href: left out by both
+    )
+    rows, token = _as_stream(body)
+    assert (rows, token) == _as_tree(body)
+    assert rows == [
+        ("/alice/cal/a.ics", None, '"1"'),
+        ("/alice/cal/b%20c.ics", None, '"2"'),
+        ("/alice/cal/d.ics", None, '"3"'),
+        ("/alice/cal/gone.ics", 404, None),
+        ("/alice/cal/", None, None),
+    ]
+    assert token == "http://radicale.org/ns/sync/5"
+
+
+def test_a_failed_propstat_gives_no_etag_and_the_ctag_is_read():
+    failed = (
+        "<d:response><d:href>/alice/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>"
+        '"bad"</d:getetag></d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>'
+        "</d:response>"
+    )
+    body = _multistatus(
+        failed, _response("/alice/cal/", None, extra="<cs:getctag>c-7</cs:getctag>"), token=None
+    )
+    listed, token = xml.parse_listing(body, URL)
+    assert [(r.href, r.etag, r.ctag) for r in listed] == [
+        ("/alice/cal/a.ics", None, None),
+        ("/alice/cal/", None, "c-7"),
+    ]
+    assert token is None
+
+
+def test_only_responses_directly_in_the_multistatus_count():
+    nested = (
+        "<d:response><d:href>/alice/cal/a.ics</d:href><d:propstat><d:prop>"
+        "<d:getetag>\"1\"</d:getetag><x:odd xmlns:x='urn:x'><d:response><d:href>/alice/cal/"
+        "inner.ics</d:href></d:response><d:sync-token>inner</d:sync-token></x:odd></d:prop>"
+        f"{OK}</d:propstat></d:response>"
+    )
+    listed, token = xml.parse_listing(_multistatus(nested, token="outer"), URL)
+    assert [r.href for r in listed] == ["/alice/cal/a.ics"]
+    assert token == "outer"
+
+
+def test_a_large_listing_across_chunk_boundaries_is_read_whole():
+    n = 5000  # about 600 KB: many 64 KB chunks, elements cut at every boundary
+    body = _multistatus(*(_response(f"/alice/cal/e{i:05d}.ics", f'"etag-{i}"') for i in range(n)))
+    assert len(body) > 8 * 65536
+    rows, token = _as_stream(body)
+    assert (rows, token) == _as_tree(body)
+    assert len(rows) == n and rows[-1] == ("/alice/cal/e04999.ics", None, '"etag-4999"')
+
+
+def test_a_listing_is_not_held_as_a_tree():
+    body = _multistatus(
+        *(_response(f"/alice/cal/e{i:05d}.ics", f'"etag-{i}"') for i in range(20000))
+    )
+    tracemalloc.start()
+    try:
+        xml.parse_listing(body, URL)
+        _, streamed = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        rows = _as_tree(body)
+        _, tree = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(rows[0]) == 20000
+    assert streamed < tree / 2, (streamed, tree)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "empty answer"),
+        (b"   \n", "empty answer"),
+        (b"<html><body>Login</body></html>", "expected a DAV multistatus"),
+        (b'<d:multistatus xmlns:d="DAV:"><d:response>', "not well-formed XML"),
+        (b"not xml at all", "not well-formed XML"),
+    ],
+)
+def test_bad_answers_are_named(body, message):
+    with pytest.raises(HttpError, match=message) as caught:
+        xml.parse_listing(body, URL)
+    assert URL in str(caught.value)
+
+
+def test_entities_are_never_expanded(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-MARKER")
+    body = (
+        f'<?xml version="1.0"?>\n<!DOCTYPE d:multistatus [<!ENTITY s SYSTEM "file://{secret}">'
+        '<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        '<d:multistatus xmlns:d="DAV:"><d:response><d:href>/alice/cal/x.ics</d:href>'
+        '<d:propstat><d:prop><d:getetag>"&s;&b;"</d:getetag></d:prop>'
+        f"{OK}</d:propstat></d:response></d:multistatus>"
+    ).encode()
+    try:
+        listed, _ = xml.parse_listing(body, URL)
+    except HttpError:
+        return  # refusing the answer is fine too
+    assert all("SECRET-MARKER" not in (r.etag or "") for r in listed)
+    assert all("aaaaaaaaaa" not in (r.etag or "") for r in listed)
