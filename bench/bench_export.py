@@ -196,14 +196,12 @@ from pimsync.export import archive, jobs
 import pimsync.export.verify as verify_mod
 from pimsync.storage.dav.collection import DavCollection
 wrap(archive, "snapshot", "snapshot (the next three)")
-wrap(archive, "_etags", "listing: sync-collection of all hrefs, before reading")
+wrap(DavCollection, "list", "listings: sync-collection before and after reading")
 wrap_gen(DavCollection, "get", "reading: multigets, parse_record (incl. the spool writes)")
 wrap(archive._Spool, "add", "spool.add: Joiner.add re-parses, writes to the spool")
-wrap(archive, "_changed_since", "listing after reading (settle check, with the token)")
 wrap(archive._Writer, "add", "writer.add: spool, then manifest, into the tar.gz")
 wrap(archive._Writer, "close", "writer.close: flush, fsync")
-wrap(verify_mod, "verify", "verify: re-read and re-parse the archive")
-wrap(jobs, "unreadable", "unreadable: manifest read again")
+wrap(verify_mod, "check_written", "check before the rename: re-read the archive")
 wrap(jobs, "prune", "prune (retention)")
 from pimsync.cli import main
 t0 = time.perf_counter()

@@ -22,17 +22,18 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pimsync import __version__
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError, StorageError
+from pimsync.export.reader import MANIFEST
+from pimsync.model.record import Record
 from pimsync.storage.base import Collection, Storage
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 READ_BATCH = 200  # records read at once: bounds the memory an export needs
 SETTLE_ROUNDS = 3
 
@@ -55,8 +56,16 @@ class CollectionEntry:
     count: int = 0
     sha256: str = ""
     settled: bool = True
-    records: list[tuple[str | None, str]] = field(default_factory=list)  # (uid, etag)
     errors: list[str] = field(default_factory=list)  # records that could not be read
+    # and "records": [{uid, etag}, ...], sorted by href, written from the spool
+
+
+@dataclass(frozen=True)
+class Written:
+    """An archive in place, and the records that could not be read into it."""
+
+    path: Path
+    errors: list[str]
 
 
 def _member_name(storage: str, collection: str, kind: str) -> str:
@@ -65,28 +74,31 @@ def _member_name(storage: str, collection: str, kind: str) -> str:
 
 
 class _Spool:
-    """A collection's file, built on disk: the body (records, in listing order) first,
-    then head + body + tail copied into the archive."""
+    """A collection's file, built on disk: the body (records, in reading order) first,
+    then head + body + tail copied into the archive. It also keeps, per href, what the
+    manifest needs: one small tuple per record, the only memory that grows with the
+    collection."""
 
     def __init__(self, directory: Path, kind: str) -> None:
         from pimsync.model import Joiner
 
         self.joiner = Joiner(kind)  # type: ignore[arg-type]
         self.body = tempfile.TemporaryFile(dir=directory)
-        self.spans: dict[str, tuple[int, int]] = {}  # href -> (offset, length) in body
+        #: href -> (uid, etag, offset, length) of the record's version in the body
+        self.held: dict[str, tuple[str | None, str, int, int]] = {}
 
-    def add(self, href: str, record: object) -> None:
-        data = self.joiner.add(record).encode("utf-8", "surrogateescape")  # type: ignore[arg-type]
+    def add(self, href: str, etag: str, record: Record) -> None:
+        data = self.joiner.add(record).encode("utf-8", "surrogateescape")
         offset = self.body.seek(0, os.SEEK_END)
         self.body.write(data)
-        self.spans[href] = (offset, len(data))
+        self.held[href] = (record.uid, etag, offset, len(data))
 
     def drop(self, href: str) -> None:
-        self.spans.pop(href, None)
+        self.held.pop(href, None)
 
     def chunks(self) -> Iterator[bytes]:
         yield self.joiner.head().encode("utf-8", "surrogateescape")
-        for offset, length in sorted(self.spans.values()):
+        for offset, length in sorted(held[2:] for held in self.held.values()):
             self.body.seek(offset)
             yield self.body.read(length)
         yield self.joiner.tail().encode("utf-8", "surrogateescape")
@@ -95,14 +107,27 @@ class _Spool:
         self.body.close()
 
 
-def _etags(col: Collection, errors: list[str]) -> tuple[dict[str, str], str | None]:
-    listing = col.list(None)
-    errors.extend(str(e) for e in listing.errors)
-    return {h: e for h, e in listing.items.items() if e is not None}, listing.token
+class _Etags(Mapping[str, str]):
+    """href -> etag of what has been read (the spool's) and of what could not be read
+    (as listed), without a third dict of every href."""
+
+    def __init__(self, spool: _Spool, unread: dict[str, str]) -> None:
+        self.spool, self.unread = spool, unread
+
+    def __getitem__(self, href: str) -> str:
+        held = self.spool.held.get(href)
+        return held[1] if held is not None else self.unread[href]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.spool.held
+        yield from (h for h in self.unread if h not in self.spool.held)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _changed_since(
-    col: Collection, have: dict[str, str], token: str | None
+    col: Collection, have: Mapping[str, str], token: str | None
 ) -> dict[str, str | None]:
     """hrefs whose etag is not the one read (None: removed) since ``have`` was made."""
     listing = col.list(token)
@@ -132,8 +157,13 @@ def snapshot(
         col.get_meta("color") if "color" in col.meta_keys else None,
     )
     spool = _Spool(spool_dir, col.kind)
-    etags, token = _etags(col, entry.errors)
-    meta: dict[str, tuple[str | None, str]] = {}  # href -> (uid, etag)
+    listing = col.list(None)
+    entry.errors.extend(str(e) for e in listing.errors)
+    token = listing.token
+    hrefs = sorted(h for h, e in listing.items.items() if e is not None)
+    unread = {h: e for h, e in listing.items.items() if e is not None}  # until read
+    del listing
+    etags = _Etags(spool, unread)
 
     def read(hrefs: list[str]) -> None:
         for start in range(0, len(hrefs), READ_BATCH):
@@ -142,38 +172,37 @@ def snapshot(
             # what a stricter reader dislikes rather than drop it; `archive verify` reports it)
             for fetched in col.get(hrefs[start : start + READ_BATCH], values=False):
                 if fetched.record is not None:
-                    spool.add(fetched.href, fetched.record)
-                    meta[fetched.href] = (fetched.record.uid, fetched.etag)
-                    etags[fetched.href] = fetched.etag
+                    spool.add(fetched.href, fetched.etag, fetched.record)
+                    unread.pop(fetched.href, None)
                 elif isinstance(fetched.error, NotFound):
                     spool.drop(fetched.href)
-                    meta.pop(fetched.href, None)
-                    etags.pop(fetched.href, None)
+                    unread.pop(fetched.href, None)
                 else:
                     entry.errors.append(str(fetched.error))
 
-    read(sorted(etags))
+    read(hrefs)
+    del hrefs
     for _ in range(SETTLE_ROUNDS):
         changed = _changed_since(col, etags, token)
         if not changed:
             break
         log(f"{storage.name}/{collection_id}: {len(changed)} records changed while reading")
         for href, etag in changed.items():
-            if etag is None:
-                spool.drop(href)
-                meta.pop(href, None)
-                etags.pop(href, None)
+            spool.drop(href)
+            unread.pop(href, None)
+            if etag is not None:
+                unread[href] = etag  # as listed now, until it is read again
         token = None  # compare full listings from now on: cheap enough, always correct
         read(sorted(h for h, e in changed.items() if e is not None))
     else:
         entry.settled = False
-    entry.records = [meta[h] for h in sorted(meta)]
-    meta.clear()  # the hrefs are not needed any more
-    entry.count = len(entry.records)
+    entry.count = len(spool.held)
     return entry, spool
 
 
-def _manifest_chunks(head: dict[str, object], entries: list[CollectionEntry]) -> Iterator[bytes]:
+def _manifest_chunks(
+    head: dict[str, object], entries: list[tuple[CollectionEntry, list[tuple[str | None, str]]]]
+) -> Iterator[bytes]:
     """manifest.json, a piece at a time: never the whole text, nor a copy of the records
     as dicts, in memory at once."""
 
@@ -184,20 +213,19 @@ def _manifest_chunks(head: dict[str, object], entries: list[CollectionEntry]) ->
     out.extend(f" {dump(key)}: {dump(value)},\n" for key, value in head.items())
     out.append(' "collections": [')
     yield "".join(out).encode()
-    for n, entry in enumerate(entries):
+    for n, (entry, records) in enumerate(entries):
         parts = ["," if n else "", "\n  {\n"]
         for f in fields(entry):
-            if f.name != "records":
-                parts.append(f"   {dump(f.name)}: {dump(getattr(entry, f.name))},\n")
+            parts.append(f"   {dump(f.name)}: {dump(getattr(entry, f.name))},\n")
         parts.append('   "records": [')
         yield "".join(parts).encode()
-        for start in range(0, len(entry.records), 500):
-            batch = entry.records[start : start + 500]
+        for start in range(0, len(records), 500):
+            batch = records[start : start + 500]
             yield "".join(
                 f'{"," if start or i else ""}\n    {{"uid": {dump(uid)}, "etag": {dump(etag)}}}'
                 for i, (uid, etag) in enumerate(batch)
             ).encode()
-        yield ("\n   ]\n  }" if entry.records else "]\n  }").encode()
+        yield ("\n   ]\n  }" if records else "]\n  }").encode()
     yield b"\n ]\n}\n"
 
 
@@ -257,10 +285,10 @@ def write_archive(
     fmt: str = "tar.gz",
     now: datetime | None = None,
     log: Callable[[str], None] = lambda line: None,
-) -> Path:
-    """Make, verify and put in place one archive; return its path."""
+) -> Written:
+    """Make, verify and put in place one archive."""
     from pimsync.export.schedule import archive_name
-    from pimsync.export.verify import verify
+    from pimsync.export.verify import Expected, check_written, uid_digest
 
     now = (now or datetime.now(UTC)).astimezone(UTC)
     try:
@@ -271,7 +299,8 @@ def write_archive(
     if final.exists():
         raise ExportError("an archive of that second exists already", where=str(final))
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
-    entries: list[CollectionEntry] = []
+    entries: list[tuple[CollectionEntry, list[tuple[str | None, str]]]] = []
+    expected: list[Expected] = []
     try:
         writer = _Writer(tmp, fmt)
         try:
@@ -280,9 +309,14 @@ def write_archive(
                     entry, spool = snapshot(storage, info.id, directory, log)
                     try:
                         entry.sha256 = writer.add(entry.file, spool.chunks())
+                        records = [spool.held[h][:2] for h in sorted(spool.held)]
                     finally:
                         spool.close()
-                    entries.append(entry)
+                    entries.append((entry, records))  # type: ignore[arg-type]
+                    uids = uid_digest(uid for uid, _ in records)
+                    expected.append(
+                        Expected(entry.file, entry.kind, entry.sha256, entry.count, uids)
+                    )
                     log(f"{export}: {entry.file}: {entry.count} record{'s' * (entry.count != 1)}")
                     for error in entry.errors:
                         log(f"{export}: {entry.file}: not in the archive: {error}")
@@ -292,10 +326,11 @@ def write_archive(
                 "export": export,
                 "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
-            writer.add(MANIFEST, _manifest_chunks(head, entries))
+            manifest_sha256 = writer.add(MANIFEST, _manifest_chunks(head, entries))
         finally:
             writer.close()
-        verify(tmp, values=False)  # complete and intact: checksums, structure, counts, UIDs
+        # complete and intact: every checksum, every record's structure, counts and UIDs
+        check_written(tmp, expected, manifest_sha256)
         os.replace(tmp, final)
         with contextlib.suppress(OSError):
             fd = os.open(directory, os.O_RDONLY)
@@ -311,4 +346,4 @@ def write_archive(
         if isinstance(exc, PimsyncError | OSError | MalformedRecord | StorageError):
             raise ExportError(f"export {export!r} failed: {exc}", where=str(final)) from exc
         raise
-    return final
+    return Written(final, [error for entry, _ in entries for error in entry.errors])

@@ -65,8 +65,8 @@ def make_export(
     from pimsync.storage import open_storage
 
     storages = [open_storage(config.storages[name]) for name in export.storages]
-    path = write_archive(export.name, storages, export.path, fmt=export.format, now=now, log=log)
-    missing = unreadable(path)
+    written = write_archive(export.name, storages, export.path, fmt=export.format, now=now, log=log)
+    path, missing = written.path, written.errors
     if missing:
         # the archive keeps all that could be read, but older archives may hold what
         # this one lacks: nothing is pruned, and the caller reports the problem

@@ -16,6 +16,7 @@ from pimsync.errors import MalformedRecord, PimsyncError
 from pimsync.model.record import Kind, Record
 
 CRLF = "\r\n"
+MANIFEST = "manifest.json"
 
 
 class ArchiveError(PimsyncError):
@@ -79,7 +80,7 @@ class Archive:
             raise ArchiveError(f"damaged archive: {name} ({exc})", where=str(self.path)) from exc
 
     def manifest(self) -> dict:
-        with self.open("manifest.json") as fh:
+        with self.open(MANIFEST) as fh:
             try:
                 data = json.loads(fh.read())
             except (ValueError, UnicodeDecodeError) as exc:

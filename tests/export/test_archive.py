@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -372,3 +373,42 @@ def test_a_record_with_a_bad_value_is_kept_flagged_and_restored(home, capsys):
                  "--collection", "home"]) == 0  # fmt: skip
     assert "1 added" in capsys.readouterr().out
     assert (home / "cal" / "home" / "odd.ics").read_bytes() == bad
+
+
+def test_uid_digest_is_a_multiset_fingerprint():
+    from pimsync.export.verify import uid_digest
+
+    assert uid_digest(["a", "b", None]) == uid_digest([None, "b", "a"])
+    assert uid_digest(["a", "a"]) != uid_digest(["a"])
+    assert uid_digest(["a", "a", "b"]) != uid_digest(["a", "b", "b"])
+    assert uid_digest([None]) != uid_digest([""]) != uid_digest([])
+
+
+def test_the_check_before_the_rename_compares_with_what_was_written(home):
+    import dataclasses
+
+    from pimsync.export.archive import write_archive
+    from pimsync.export.reader import ArchiveError
+    from pimsync.export.verify import Expected, check_written, uid_digest
+    from pimsync.storage.vdir import VdirStorage
+
+    storage = VdirStorage("cal", home / "cal", ".ics", "ics", False)
+    written = write_archive("t", [storage], home / "out")
+    assert written.errors == []
+    manifest = json.loads(tarfile.open(written.path).extractfile("manifest.json").read())
+    home_entry = next(c for c in manifest["collections"] if c["collection"] == "home")
+    good = Expected(
+        home_entry["file"], "ics", home_entry["sha256"], 5, uid_digest(f"h{i}" for i in range(5))
+    )
+    with tarfile.open(written.path) as tar:
+        manifest_sha = hashlib.sha256(tar.extractfile("manifest.json").read()).hexdigest()
+    check_written(written.path, [good], manifest_sha)
+    with pytest.raises(ArchiveError, match="manifest.json: checksum mismatch"):
+        check_written(written.path, [good], "0" * 64)
+    other_uids = dataclasses.replace(good, uids=uid_digest(["h0", "h1", "h2", "h3", "x"]))
+    with pytest.raises(ArchiveError, match="UIDs differ"):
+        check_written(written.path, [other_uids], manifest_sha)
+    with pytest.raises(ArchiveError, match="6 records|5 records, the manifest says 6"):
+        check_written(written.path, [dataclasses.replace(good, count=6)], manifest_sha)
+    with pytest.raises(ArchiveError, match="checksum mismatch"):
+        check_written(written.path, [dataclasses.replace(good, sha256="1" * 64)], manifest_sha)

@@ -89,8 +89,7 @@ class DavCollection:
             if resp.status in (400, 403, 405, 415, 501) and not token:
                 return None  # no sync-collection here
             check_status(resp, "REPORT sync-collection", (207,))
-            responses, new_token = xml.parse_listing(resp.body, resp.url)
-            del resp
+            responses = xml.ListingParser(resp.body, resp.url)
             truncated = False
             for r in responses:
                 if r.href == self.path or not self._member(r.href):
@@ -100,10 +99,10 @@ class DavCollection:
                     items[r.href] = None
                 elif r.etag:
                     items[r.href] = r.etag
-            del responses
-            if not new_token:
+            if not responses.token:
                 return None
-            token = new_token
+            token = responses.token
+            del resp, responses
             if not truncated:
                 if not delta:
                     items = {h: e for h, e in items.items() if e is not None}
@@ -130,11 +129,9 @@ class DavCollection:
             {"Depth": "1"},
         )
         check_status(resp, "PROPFIND", (207,))
-        responses, _ = xml.parse_listing(resp.body, resp.url)
-        del resp
         items: dict[str, str | None] = {}
         new_ctag = None
-        for r in responses:
+        for r in xml.ListingParser(resp.body, resp.url):
             if r.href == self.path:
                 new_ctag = r.ctag
             elif self._member(r.href) and r.etag:

@@ -7,7 +7,7 @@ data, not instructions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -184,67 +184,87 @@ class Listed:
 _CHUNK = 1 << 16
 
 
-def parse_listing(body: bytes, url: str) -> tuple[list[Listed], str | None]:
-    """A listing multistatus, parsed as a stream: each ``<response>`` is reduced to its
-    href, status and etag (and getctag) and then freed, so a listing of many thousand
-    records never holds a whole XML tree. Returns the responses and the sync-token."""
-    from lxml import etree
+class ListingParser:
+    """A listing multistatus (sync-collection or PROPFIND Depth 1), parsed as a stream:
+    iterating yields each ``<response>`` reduced to its href, status and etag (and getctag),
+    and frees it, so a listing of many thousand records never holds a whole XML tree or
+    a list of every response. ``token`` is the sync-token, once iteration is done."""
 
-    if not body.strip():
-        raise HttpError("the server sent an empty answer", url=url)
-    parser = etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=True,
-    )
-    response, href_tag, status_tag = tag(DAV, "response"), tag(DAV, "href"), tag(DAV, "status")
-    propstat_tag, prop_tag = tag(DAV, "propstat"), tag(DAV, "prop")
-    etag_tag, ctag_tag, token_tag = tag(DAV, "getetag"), tag(CS, "getctag"), tag(DAV, "sync-token")
-    out: list[Listed] = []
-    token: str | None = None
-    root = None
-    try:
-        for start in range(0, max(len(body), 1), _CHUNK):
-            parser.feed(body[start : start + _CHUNK])
-            for event, el in parser.read_events():
-                if event == "start":
-                    if root is None:
-                        root = el
-                        if el.tag != tag(DAV, "multistatus"):
-                            raise HttpError(f"expected a DAV multistatus, got <{el.tag}>", url=url)
-                    continue
-                if el.tag == token_tag and el.getparent() is root:
-                    token = (el.text or "").strip() or None
-                elif el.tag == response and el.getparent() is root:
-                    href_el = el.find(href_tag)
-                    if href_el is not None and (href_el.text or "").strip():
-                        etag = ctag = None
-                        for propstat in el.iterchildren(propstat_tag):
-                            code = _status_code(propstat.findtext(status_tag))
-                            prop = propstat.find(prop_tag)
-                            if prop is None or (code is not None and not 200 <= code < 300):
-                                continue
-                            etag = text_of(prop.find(etag_tag)) or etag
-                            ctag = text_of(prop.find(ctag_tag)) or ctag
-                        out.append(
-                            Listed(
+    def __init__(self, body: bytes, url: str) -> None:
+        if not body.strip():
+            raise HttpError("the server sent an empty answer", url=url)
+        self.body, self.url = body, url
+        self.token: str | None = None
+
+    def __iter__(self) -> Iterator[Listed]:
+        from lxml import etree
+
+        url = self.url
+        parser = etree.XMLPullParser(
+            events=("start", "end"),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=True,
+        )
+        response, href_tag = tag(DAV, "response"), tag(DAV, "href")
+        status_tag, propstat_tag, prop_tag = (
+            tag(DAV, "status"),
+            tag(DAV, "propstat"),
+            tag(DAV, "prop"),
+        )
+        etag_tag, ctag_tag, token_tag = (
+            tag(DAV, "getetag"),
+            tag(CS, "getctag"),
+            tag(DAV, "sync-token"),
+        )
+        root = None
+        try:
+            for start in range(0, len(self.body), _CHUNK):
+                parser.feed(self.body[start : start + _CHUNK])
+                for event, el in parser.read_events():
+                    if event == "start":
+                        if root is None:
+                            root = el
+                            if el.tag != tag(DAV, "multistatus"):
+                                raise HttpError(
+                                    f"expected a DAV multistatus, got <{el.tag}>", url=url
+                                )
+                        continue
+                    if el.tag == token_tag and el.getparent() is root:
+                        self.token = (el.text or "").strip() or None
+                    elif el.tag == response and el.getparent() is root:
+                        href_el = el.find(href_tag)
+                        if href_el is not None and (href_el.text or "").strip():
+                            etag = ctag = None
+                            for propstat in el.iterchildren(propstat_tag):
+                                code = _status_code(propstat.findtext(status_tag))
+                                prop = propstat.find(prop_tag)
+                                if prop is None or (code is not None and not 200 <= code < 300):
+                                    continue
+                                etag = text_of(prop.find(etag_tag)) or etag
+                                ctag = text_of(prop.find(ctag_tag)) or ctag
+                            yield Listed(
                                 normalise_href(href_el.text.strip(), url),
                                 _status_code(el.findtext(status_tag)),
                                 etag,
                                 ctag,
                             )
-                        )
-                    el.clear()
-                    while el.getprevious() is not None:  # drop what is done with
-                        del root[0]
-        parser.close()
-    except etree.XMLSyntaxError as exc:
-        raise HttpError(f"the server's answer is not well-formed XML ({exc})", url=url) from exc
-    if root is None:
-        raise HttpError("the server sent an empty answer", url=url)
-    return out, token
+                        el.clear()
+                        while el.getprevious() is not None:  # drop what is done with
+                            del root[0]
+            parser.close()
+        except etree.XMLSyntaxError as exc:
+            raise HttpError(f"the server's answer is not well-formed XML ({exc})", url=url) from exc
+        if root is None:
+            raise HttpError("the server sent an empty answer", url=url)
+
+
+def parse_listing(body: bytes, url: str) -> tuple[list[Listed], str | None]:
+    """Every response of a listing, and its sync-token (see :class:`ListingParser`)."""
+    parser = ListingParser(body, url)
+    listed = list(parser)
+    return listed, parser.token
 
 
 def failed_statuses(body: bytes, url: str) -> list[int]:
