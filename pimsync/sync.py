@@ -189,8 +189,13 @@ def sync_collection(
     waits = _waiting_side(cols)
     for attempt in range(1, MAX_PASSES + 1):
         tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
-        listings = _list_sides(db, name, collection, cols, tokens, waits)
-        if attempt == 1 and not dry_run and _nothing_changed(db, name, collection, listings):
+        unchanged: dict[Side, bool] = {}
+        listings = _list_sides(db, name, collection, cols, tokens, waits, unchanged)
+        if (
+            attempt == 1
+            and not dry_run
+            and _nothing_changed(db, name, collection, listings, unchanged)
+        ):
             # the common case: no record content read, no plan made
             with db.transaction():
                 db.set_tokens(name, collection, listings["a"].token, listings["b"].token)
@@ -304,18 +309,18 @@ def _list_sides(
     cols: Mapping[Side, Collection],
     tokens: Mapping[Side, str | None],
     waits: Side | None,
+    unchanged: dict[Side, bool],
 ) -> dict[Side, Listing]:
     """List both sides. While a server answers, the other side is listed, and if it
-    changed, the parsers its records need start loading (model.prepare)."""
+    changed, the parsers its records need start loading (model.prepare). ``unchanged``
+    is told what was found out about the other side (see :func:`_nothing_changed`)."""
 
     def work(s: Side) -> Listing:
         listing = cols[s].list(tokens[s])
-        if (
-            s != waits
-            and waits is not None
-            and not _side_unchanged(db, pair, collection, s, listing)
-        ):
-            prepare({cols["a"].kind, cols["b"].kind})
+        if waits is not None and s != waits:
+            unchanged[s] = _side_unchanged(db, pair, collection, s, listing)
+            if not unchanged[s]:
+                prepare({cols["a"].kind, cols["b"].kind})
         return listing
 
     return _both(work, waits)
@@ -332,12 +337,21 @@ def _side_unchanged(db: StateDB, pair: str, collection: str, side: Side, listing
 
 
 def _nothing_changed(
-    db: StateDB, pair: str, collection: str, listings: Mapping[Side, Listing]
+    db: StateDB,
+    pair: str,
+    collection: str,
+    listings: Mapping[Side, Listing],
+    unchanged: Mapping[Side, bool] | None = None,
 ) -> bool:
-    """Does every side list exactly what the state remembers (and nothing is pending)?"""
+    """Does every side list exactly what the state remembers (and nothing is pending)?
+    ``unchanged``: what is known already of some sides."""
     if db.pending(pair, collection):
         return False
-    return all(_side_unchanged(db, pair, collection, s, listing) for s, listing in listings.items())
+    known = unchanged or {}
+    return all(
+        known[s] if s in known else _side_unchanged(db, pair, collection, s, listing)
+        for s, listing in listings.items()
+    )
 
 
 def load_bases(

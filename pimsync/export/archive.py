@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,57 +73,119 @@ def _member_name(storage: str, collection: str, kind: str) -> str:
     return f"{storage}/{safe.lstrip('.') or '_'}.{kind}"
 
 
+class _Index(Mapping[str, str]):
+    """What an export knows of a collection's records, per href: the etag, and once read,
+    the UID and where the record is in the spool. Kept on disk, in a private temporary
+    SQLite database (deleted when closed), so that the memory an export needs does not
+    grow with the collection. As a mapping: href -> etag."""
+
+    def __init__(self) -> None:
+        import sqlite3
+
+        self.db = sqlite3.connect("", isolation_level=None)  # "": private, temporary
+        self.db.executescript(
+            """
+            PRAGMA cache_size = -1024;
+            PRAGMA journal_mode = OFF;
+            PRAGMA synchronous = OFF;
+            CREATE TABLE r (
+                href TEXT PRIMARY KEY,
+                etag TEXT NOT NULL,
+                uid TEXT,
+                offset INTEGER,  -- NULL: listed, not (or not validly) read
+                length INTEGER
+            );
+            BEGIN;
+            """
+        )
+
+    def listed(self, items: Iterable[tuple[str, str]]) -> None:
+        """Listed with this etag, to be read (again)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO r (href, etag) VALUES (?, ?)", ((h, e) for h, e in items)
+        )
+
+    def read(self, href: str, etag: str, uid: str | None, offset: int, length: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO r VALUES (?, ?, ?, ?, ?)", (href, etag, uid, offset, length)
+        )
+
+    def drop(self, href: str) -> None:
+        self.db.execute("DELETE FROM r WHERE href = ?", (href,))
+
+    def to_read(self, batch: int) -> Iterator[list[str]]:
+        """Batches of the hrefs listed but not read, in href order."""
+        after = ""
+        while True:
+            hrefs = [
+                h
+                for (h,) in self.db.execute(
+                    "SELECT href FROM r WHERE offset IS NULL AND href > ? ORDER BY href LIMIT ?",
+                    (after, batch),
+                )
+            ]
+            if not hrefs:
+                return
+            yield hrefs
+            after = hrefs[-1]
+
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """Where the records read are in the spool, in the order they were written."""
+        yield from self.db.execute(
+            "SELECT offset, length FROM r WHERE offset IS NOT NULL ORDER BY offset"
+        )
+
+    def records(self) -> Iterator[tuple[str | None, str]]:
+        """(uid, etag) of the records read, in href order."""
+        yield from self.db.execute("SELECT uid, etag FROM r WHERE offset IS NOT NULL ORDER BY href")
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM r WHERE offset IS NOT NULL").fetchone()[0])
+
+    def __getitem__(self, href: str) -> str:
+        row = self.db.execute("SELECT etag FROM r WHERE href = ?", (href,)).fetchone()
+        if row is None:
+            raise KeyError(href)
+        return str(row[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return (h for (h,) in self.db.execute("SELECT href FROM r").fetchall())
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM r").fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class _Spool:
     """A collection's file, built on disk: the body (records, in reading order) first,
-    then head + body + tail copied into the archive. It also keeps, per href, what the
-    manifest needs: one small tuple per record, the only memory that grows with the
-    collection."""
+    then head + body + tail copied into the archive. ``index`` says which versions in the
+    body count, and holds what the manifest needs."""
 
     def __init__(self, directory: Path, kind: str) -> None:
         from pimsync.model import Joiner
 
         self.joiner = Joiner(kind)  # type: ignore[arg-type]
         self.body = tempfile.TemporaryFile(dir=directory)
-        #: href -> (uid, etag, offset, length) of the record's version in the body
-        self.held: dict[str, tuple[str | None, str, int, int]] = {}
+        self.index = _Index()
 
     def add(self, href: str, etag: str, record: Record) -> None:
         data = self.joiner.add(record).encode("utf-8", "surrogateescape")
         offset = self.body.seek(0, os.SEEK_END)
         self.body.write(data)
-        self.held[href] = (record.uid, etag, offset, len(data))
-
-    def drop(self, href: str) -> None:
-        self.held.pop(href, None)
+        self.index.read(href, etag, record.uid, offset, len(data))
 
     def chunks(self) -> Iterator[bytes]:
         yield self.joiner.head().encode("utf-8", "surrogateescape")
-        for offset, length in sorted(held[2:] for held in self.held.values()):
+        for offset, length in self.index.spans():
             self.body.seek(offset)
             yield self.body.read(length)
         yield self.joiner.tail().encode("utf-8", "surrogateescape")
 
     def close(self) -> None:
         self.body.close()
-
-
-class _Etags(Mapping[str, str]):
-    """href -> etag of what has been read (the spool's) and of what could not be read
-    (as listed), without a third dict of every href."""
-
-    def __init__(self, spool: _Spool, unread: dict[str, str]) -> None:
-        self.spool, self.unread = spool, unread
-
-    def __getitem__(self, href: str) -> str:
-        held = self.spool.held.get(href)
-        return held[1] if held is not None else self.unread[href]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.spool.held
-        yield from (h for h in self.unread if h not in self.spool.held)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
+        self.index.close()
 
 
 def _changed_since(
@@ -157,51 +219,50 @@ def snapshot(
         col.get_meta("color") if "color" in col.meta_keys else None,
     )
     spool = _Spool(spool_dir, col.kind)
-    listing = col.list(None)
-    entry.errors.extend(str(e) for e in listing.errors)
-    token = listing.token
-    hrefs = sorted(h for h, e in listing.items.items() if e is not None)
-    unread = {h: e for h, e in listing.items.items() if e is not None}  # until read
-    del listing
-    etags = _Etags(spool, unread)
+    index = spool.index
+    try:
+        listing = col.list(None)
+        entry.errors.extend(str(e) for e in listing.errors)
+        token = listing.token
+        index.listed((h, e) for h, e in listing.items.items() if e is not None)
+        del listing
 
-    def read(hrefs: list[str]) -> None:
-        for start in range(0, len(hrefs), READ_BATCH):
-            # records are kept as the storage serves them: structure checked, values not
-            # (icalendar would take most of the export's time, and a backup should keep
-            # what a stricter reader dislikes rather than drop it; `archive verify` reports it)
-            for fetched in col.get(hrefs[start : start + READ_BATCH], values=False):
-                if fetched.record is not None:
-                    spool.add(fetched.href, fetched.etag, fetched.record)
-                    unread.pop(fetched.href, None)
-                elif isinstance(fetched.error, NotFound):
-                    spool.drop(fetched.href)
-                    unread.pop(fetched.href, None)
-                else:
-                    entry.errors.append(str(fetched.error))
+        def read() -> None:
+            for hrefs in index.to_read(READ_BATCH):
+                # records are kept as the storage serves them: structure checked, values
+                # not (icalendar would take most of the export's time, and a backup should
+                # keep what a stricter reader dislikes rather than drop it; `archive
+                # verify` reports it)
+                for fetched in col.get(hrefs, values=False):
+                    if fetched.record is not None:
+                        spool.add(fetched.href, fetched.etag, fetched.record)
+                    elif isinstance(fetched.error, NotFound):
+                        index.drop(fetched.href)
+                    else:  # stays listed and unread: not in the archive
+                        entry.errors.append(str(fetched.error))
 
-    read(hrefs)
-    del hrefs
-    for _ in range(SETTLE_ROUNDS):
-        changed = _changed_since(col, etags, token)
-        if not changed:
-            break
-        log(f"{storage.name}/{collection_id}: {len(changed)} records changed while reading")
-        for href, etag in changed.items():
-            spool.drop(href)
-            unread.pop(href, None)
-            if etag is not None:
-                unread[href] = etag  # as listed now, until it is read again
-        token = None  # compare full listings from now on: cheap enough, always correct
-        read(sorted(h for h, e in changed.items() if e is not None))
-    else:
-        entry.settled = False
-    entry.count = len(spool.held)
+        read()
+        for _ in range(SETTLE_ROUNDS):
+            changed = _changed_since(col, index, token)
+            if not changed:
+                break
+            log(f"{storage.name}/{collection_id}: {len(changed)} records changed while reading")
+            for href in changed:
+                index.drop(href)
+            index.listed((h, e) for h, e in changed.items() if e is not None)
+            token = None  # compare full listings from now on: cheap enough, always correct
+            read()
+        else:
+            entry.settled = False
+        entry.count = index.count()
+    except BaseException:
+        spool.close()
+        raise
     return entry, spool
 
 
 def _manifest_chunks(
-    head: dict[str, object], entries: list[tuple[CollectionEntry, list[tuple[str | None, str]]]]
+    head: dict[str, object], entries: list[tuple[CollectionEntry, _Index]]
 ) -> Iterator[bytes]:
     """manifest.json, a piece at a time: never the whole text, nor a copy of the records
     as dicts, in memory at once."""
@@ -219,13 +280,18 @@ def _manifest_chunks(
             parts.append(f"   {dump(f.name)}: {dump(getattr(entry, f.name))},\n")
         parts.append('   "records": [')
         yield "".join(parts).encode()
-        for start in range(0, len(records), 500):
-            batch = records[start : start + 500]
-            yield "".join(
-                f'{"," if start or i else ""}\n    {{"uid": {dump(uid)}, "etag": {dump(etag)}}}'
-                for i, (uid, etag) in enumerate(batch)
-            ).encode()
-        yield ("\n   ]\n  }" if records else "]\n  }").encode()
+        lines = []
+        first = True
+        for uid, etag in records.records():
+            lines.append(
+                f'{"" if first else ","}\n    {{"uid": {dump(uid)}, "etag": {dump(etag)}}}'
+            )
+            first = False
+            if len(lines) >= 500:
+                yield "".join(lines).encode()
+                lines = []
+        yield "".join(lines).encode()
+        yield ("]\n  }" if first else "\n   ]\n  }").encode()
     yield b"\n ]\n}\n"
 
 
@@ -299,8 +365,9 @@ def write_archive(
     if final.exists():
         raise ExportError("an archive of that second exists already", where=str(final))
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
-    entries: list[tuple[CollectionEntry, list[tuple[str | None, str]]]] = []
+    entries: list[tuple[CollectionEntry, _Index]] = []
     expected: list[Expected] = []
+    spools: list[_Spool] = []
     try:
         writer = _Writer(tmp, fmt)
         try:
@@ -309,11 +376,12 @@ def write_archive(
                     entry, spool = snapshot(storage, info.id, directory, log)
                     try:
                         entry.sha256 = writer.add(entry.file, spool.chunks())
-                        records = [spool.held[h][:2] for h in sorted(spool.held)]
-                    finally:
+                        uids = uid_digest(uid for uid, _ in spool.index.records())
+                    except BaseException:
                         spool.close()
-                    entries.append((entry, records))  # type: ignore[arg-type]
-                    uids = uid_digest(uid for uid, _ in records)
+                        raise
+                    spools.append(spool)  # its index gives the manifest's records
+                    entries.append((entry, spool.index))
                     expected.append(
                         Expected(entry.file, entry.kind, entry.sha256, entry.count, uids)
                     )
@@ -329,6 +397,8 @@ def write_archive(
             manifest_sha256 = writer.add(MANIFEST, _manifest_chunks(head, entries))
         finally:
             writer.close()
+            for spool in spools:
+                spool.close()
         # complete and intact: every checksum, every record's structure, counts and UIDs
         check_written(tmp, expected, manifest_sha256)
         os.replace(tmp, final)

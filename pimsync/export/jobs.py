@@ -71,7 +71,8 @@ def make_export(
         # the archive keeps all that could be read, but older archives may hold what
         # this one lacks: nothing is pruned, and the caller reports the problem
         raise IncompleteExport(
-            f"{len(missing)} records could not be read and are not in it "
+            f"{len(missing)} record{'s' * (len(missing) != 1)} could not be read and "
+            f"{'is' if len(missing) == 1 else 'are'} not in it "
             f"(first: {missing[0]}); no older archive was removed",
             where=str(path),
         )

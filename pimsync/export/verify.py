@@ -89,7 +89,9 @@ def _check_file(archive: Archive, expected: Expected, values: bool, warnings: li
                 try:
                     check(item, f"{where}:{name}")
                 except MalformedRecord as exc:
-                    warnings.append(f"{exc} (kept as its storage served it)")
+                    warnings.append(
+                        f"{name}: UID {item.uid}: {exc.message} (kept as its storage served it)"
+                    )
             count, total = uid_sum(count, total, item.uid)
         while stream.read(1 << 16):  # the rest, if any, counts for the checksum
             pass

@@ -366,7 +366,7 @@ def test_a_record_with_a_bad_value_is_kept_flagged_and_restored(home, capsys):
     out = capsys.readouterr().out
     assert "3 collections, 10 records" in out
     [warning] = [line for line in out.splitlines() if "warning" in line]
-    assert "cal/home.ics" in warning and "DTSTART" in warning and "kept" in warning
+    assert "cal/home.ics: UID odd:" in warning and "DTSTART" in warning and "kept" in warning
     assert verify(archive).warnings == (warning.split("warning: ", 1)[1],)
     (home / "cal" / "home" / "odd.ics").unlink()
     assert main(["--config", str(cfg), "archive", "restore", str(archive), "--to", "cal",
