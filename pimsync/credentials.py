@@ -13,9 +13,6 @@ runs (and a keyring is asked) once per run however many collections use the stor
 from __future__ import annotations
 
 import hmac
-import logging
-import shlex
-import subprocess
 import threading
 from typing import Any, NoReturn, SupportsIndex
 
@@ -30,7 +27,6 @@ __all__ = [
     "get_password",
 ]
 
-log = logging.getLogger(__name__)
 
 #: Seconds a ``password_command`` may run before it is killed (read at call time).
 PASSWORD_COMMAND_TIMEOUT: float = 30.0
@@ -157,7 +153,8 @@ def _from_command(name: str, argv: tuple[str, ...]) -> Secret:
         raise CredentialError(f'{key}: empty command; use a list like ["pass", "show", "dav"]')
     program = argv[0]
     timeout = PASSWORD_COMMAND_TIMEOUT
-    log.debug("%s: running %s", key, program)
+    import subprocess  # only here: about 20 ms of start-up a run without it does not pay
+
     try:
         proc = subprocess.run(
             list(argv),
@@ -228,7 +225,6 @@ def _from_keyring(name: str, service: str, username: str | None) -> Secret:
     import keyring  # lazily: costs about 0.08 s, and most runs need no password
     from keyring.errors import KeyringError, NoKeyringError
 
-    log.debug("%s: asking the keyring for service %r, user %r", key, service, username)
     try:
         password = keyring.get_password(service, username)
     except NoKeyringError:
@@ -243,6 +239,8 @@ def _from_keyring(name: str, service: str, username: str | None) -> Secret:
             f"{key}: the keyring could not be read ({type(e).__name__}: {e})"
         ) from None
     if password is None:
+        import shlex
+
         raise CredentialError(
             f"{key}: the keyring has no password for service {service!r} and user "
             f"{username!r}; store it with: keyring set {shlex.quote(service)} "

@@ -11,7 +11,6 @@ that the next run recognises (see ``plan.effective_entries``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
@@ -197,6 +196,8 @@ class Executor:
                 out.extend(self._apply(a) for a in by_side[side])
             return out
         # the server's writes run on threads while the other side's are made here
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=sum(workers[s] for s in parallel)) as pool:
             futures = {s: [pool.submit(self._apply, a) for a in by_side[s]] for s in parallel}
             done = {s: [self._apply(a) for a in by_side[s]] for s in ("a", "b") if s not in futures}

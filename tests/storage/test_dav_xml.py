@@ -156,3 +156,10 @@ def test_entities_are_never_expanded(tmp_path):
         return  # refusing the answer is fine too
     assert all("SECRET-MARKER" not in (r.etag or "") for r in listed)
     assert all("aaaaaaaaaa" not in (r.etag or "") for r in listed)
+
+
+@pytest.mark.parametrize("text", ["plain", "a & b < c > d", "&amp; already", "]]>", "ünï"])
+def test_escape_matches_the_standard_library(text):
+    from xml.sax.saxutils import escape
+
+    assert xml.escape(text) == escape(text)

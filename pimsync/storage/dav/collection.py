@@ -12,7 +12,6 @@ Tokens stored by the engine: ``sync:<token>`` or ``ctag:<ctag>``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, unquote, urlsplit
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
@@ -189,6 +188,8 @@ class DavCollection:
             for batch in batches:
                 yield from fetch(batch)
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=self.client.max_connections) as pool:
             for result in pool.map(fetch, batches):
                 yield from result
