@@ -31,7 +31,7 @@ from pimsync import __version__
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError, StorageError
 from pimsync.export.reader import MANIFEST
 from pimsync.model.record import Record
-from pimsync.storage.base import Collection, Storage
+from pimsync.storage.base import Collection, Fetched, Storage
 
 FORMAT_VERSION = 1
 READ_BATCH = 200  # records read at once: bounds the memory an export needs
@@ -201,6 +201,30 @@ def _changed_since(
     return changed
 
 
+def _read_ahead(col: Collection, batches: Iterator[list[str]]) -> Iterator[Fetched]:
+    """The records of batch after batch of hrefs; the next batch is read on a thread while
+    the caller handles the one before (a server prepares its answer meanwhile). At most
+    two batches are in memory.
+
+    Records are kept as the storage serves them: structure checked, values not. icalendar
+    would take most of the export's time, and a backup should keep what a stricter reader
+    dislikes rather than drop it (``archive verify`` reports it)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def fetch(hrefs: list[str]) -> list[Fetched]:
+        return list(col.get(hrefs, values=False))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pimsync-export") as pool:
+        ahead: Future[list[Fetched]] | None = None
+        for hrefs in batches:
+            following = pool.submit(fetch, hrefs)
+            if ahead is not None:
+                yield from ahead.result()
+            ahead = following
+        if ahead is not None:
+            yield from ahead.result()
+
+
 def snapshot(
     storage: Storage,
     collection_id: str,
@@ -228,18 +252,13 @@ def snapshot(
         del listing
 
         def read() -> None:
-            for hrefs in index.to_read(READ_BATCH):
-                # records are kept as the storage serves them: structure checked, values
-                # not (icalendar would take most of the export's time, and a backup should
-                # keep what a stricter reader dislikes rather than drop it; `archive
-                # verify` reports it)
-                for fetched in col.get(hrefs, values=False):
-                    if fetched.record is not None:
-                        spool.add(fetched.href, fetched.etag, fetched.record)
-                    elif isinstance(fetched.error, NotFound):
-                        index.drop(fetched.href)
-                    else:  # stays listed and unread: not in the archive
-                        entry.errors.append(str(fetched.error))
+            for fetched in _read_ahead(col, index.to_read(READ_BATCH)):
+                if fetched.record is not None:
+                    spool.add(fetched.href, fetched.etag, fetched.record)
+                elif isinstance(fetched.error, NotFound):
+                    index.drop(fetched.href)
+                else:  # stays listed and unread: not in the archive
+                    entry.errors.append(str(fetched.error))
 
         read()
         for _ in range(SETTLE_ROUNDS):
