@@ -190,7 +190,12 @@ class Executor:
             s: min(getattr(self.cols[s], "concurrent_writes", 1), len(by_side[s]))
             for s in ("a", "b")
         }
-        parallel = [s for s in ("a", "b") if workers[s] > 1]
+        # a server's writes go to threads (even one: the other side's writes go on meanwhile)
+        parallel = [
+            s
+            for s in ("a", "b")
+            if by_side[s] and getattr(self.cols[s], "concurrent_writes", 1) > 1
+        ]
         if not parallel:
             for side in ("a", "b"):
                 out.extend(self._apply(a) for a in by_side[side])
