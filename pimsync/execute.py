@@ -18,7 +18,7 @@ from pimsync.model.record import Record
 from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, MergeWrite, SaveState, Skip
 from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
 from pimsync.state import SavedConflict, StateDB
-from pimsync.storage.base import Collection
+from pimsync.storage.base import Collection, checks_values
 
 BATCH = 200
 
@@ -100,7 +100,8 @@ class Executor:
         for side, hrefs in wanted.items():
             if not hrefs:
                 continue
-            for fetched in self.cols[side].get(hrefs):
+            col = self.cols[side]
+            for fetched in col.get(hrefs, values=checks_values(col)):
                 if fetched.record is not None:
                     loaded[f"{side}:{fetched.href}"] = Item(
                         fetched.href, fetched.etag, fetched.record.hash, fetched.record

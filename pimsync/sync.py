@@ -14,7 +14,7 @@ from pimsync.model.record import Record
 from pimsync.plan import Merge, Options, Plan, SideView, Skip, plan, plan_meta, settle
 from pimsync.plan_types import Entry, Item, Side, other
 from pimsync.state import StateDB
-from pimsync.storage.base import Collection, Listing, Storage
+from pimsync.storage.base import Collection, Listing, Storage, checks_values
 
 _T = TypeVar("_T")
 MAX_PASSES = 3  # a write that met a changed record is re-read and re-planned this often
@@ -136,7 +136,7 @@ def read_side(
     for exc in listing.errors:
         unreadable(None, exc, exc.uid)
     if changed:
-        for n, fetched in enumerate(col.get(changed), 1):
+        for n, fetched in enumerate(col.get(changed, values=checks_values(col)), 1):
             if progress is not None and (n % 50 == 0 or n == len(changed)):
                 progress(f"reading {side}", n, len(changed))
             if fetched.record is not None:
@@ -201,7 +201,10 @@ def sync_collection(
                 db.set_tokens(name, collection, listings["a"].token, listings["b"].token)
                 db.finish_run(name, collection, "ok", result.summary(), [])
             return result
-        prepare({cols["a"].kind, cols["b"].kind})
+        prepare(
+            {cols["a"].kind, cols["b"].kind},
+            values=checks_values(cols["a"]) or checks_values(cols["b"]),
+        )
         entries = db.entries(name, collection)
         errors_of: dict[Side, list[str]] = {"a": [], "b": []}
 
@@ -282,10 +285,10 @@ def _read(
 
 
 def _waiting_side(cols: Mapping[Side, Collection]) -> Side | None:
-    """The side that waits on a server (the one that takes concurrent writes), if any:
-    its requests run on a thread while the other side's work goes on."""
+    """The side that waits on a server (``remote``), if any: its requests run on a
+    thread while the other side's work goes on."""
     for side in ("b", "a"):
-        if getattr(cols[side], "concurrent_writes", 1) > 1:
+        if getattr(cols[side], "remote", False):
             return side
     return None
 
@@ -320,7 +323,7 @@ def _list_sides(
         if waits is not None and s != waits:
             unchanged[s] = _side_unchanged(db, pair, collection, s, listing)
             if not unchanged[s]:
-                prepare({cols["a"].kind, cols["b"].kind})
+                prepare({cols["a"].kind, cols["b"].kind}, values=checks_values(cols[s]))
         return listing
 
     return _both(work, waits)

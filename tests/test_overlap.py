@@ -27,6 +27,7 @@ class WaitingServer(MemoryCollection):
     """A memory collection that behaves like a server: each step waits for a signal."""
 
     concurrent_writes = 4
+    remote = True
 
     def __init__(self) -> None:
         super().__init__("cal", "ics")
@@ -117,7 +118,7 @@ def test_local_side_is_listed_read_and_written_while_the_server_works(tmp_path):
 
 def test_without_a_server_side_the_steps_run_in_order(tmp_path, monkeypatch):
     server, local, db, pair = _setup(tmp_path)
-    server.concurrent_writes = 1  # now no side waits on a server: nothing runs on threads
+    server.remote = False  # now no side waits on a server: listing runs on this thread
     (tmp_path / "pc" / "cal" / "l0.ics").write_bytes(make_event("l0", "local"))
     server.gates = {"list": threading.Event()}
     main = threading.current_thread()

@@ -127,9 +127,10 @@ def _ics_problem(text: str) -> str | None:
     return None
 
 
-def prepare(kinds: Iterable[Kind]) -> None:
+def prepare(kinds: Iterable[Kind], *, values: bool = True) -> None:
     """Start importing the parsers that reading records of these kinds needs (vobject's
-    line parser; icalendar for calendars) on a background thread, unless imported already.
+    line parser; icalendar for calendars, when ``values`` are to be checked) on a
+    background thread, unless imported already.
 
     For a caller that knows records are coming: the imports then overlap with its wait
     for them (a server's answer) instead of following it. A run with nothing to read never
@@ -137,7 +138,7 @@ def prepare(kinds: Iterable[Kind]) -> None:
     import sys
 
     wanted = ["vobject.base"]
-    if "ics" in kinds:
+    if values and "ics" in kinds:
         wanted.append("icalendar")
     missing = [name for name in wanted if name not in sys.modules]
     if missing:

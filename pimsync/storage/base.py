@@ -139,6 +139,13 @@ def fetch_parsed(
         yield Fetched(href, record.hash, record=record)
 
 
+def checks_values(col: object) -> bool:
+    """Does the engine check the values (icalendar) of records it reads from this
+    collection? Not for a CalDAV/CardDAV server, which checked them when they were stored
+    (``values_checked``); the structure of every record is checked anyway."""
+    return not getattr(col, "values_checked", False)
+
+
 def check_collection_id(collection_id: str, where: str) -> str:
     """Refuse a collection id that could escape its storage's directory."""
     if (

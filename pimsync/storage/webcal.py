@@ -22,6 +22,9 @@ class WebcalCollection:
         self._records: dict[str, Record] | None = None
         self.meta_keys: tuple[str, ...] = ()
         self._errors: list[MalformedRecord] = []
+        #: reading it waits on the network (a feed is not a CalDAV server: its records'
+        #: values are checked when read)
+        self.remote = True
 
     def list(self, token: str | None = None) -> Listing:
         from pimsync.model import split

@@ -49,6 +49,12 @@ class DavCollection:
         self.names_unnamed = True
         #: writes that may run at once (the engine uses this many threads)
         self.concurrent_writes = client.max_connections
+        #: requests wait on the network: the engine does the other side's work meanwhile
+        self.remote = True
+        #: a CalDAV/CardDAV server checks what it stores (RFC 4791 5.3.2.1
+        #: valid-calendar-data, RFC 6352 6.3.2.1 valid-address-data): the engine reads
+        #: its records without checking their values again (their structure it checks)
+        self.values_checked = True
         #: told of metadata this collection wrote (the storage keeps its discovery current)
         self.on_meta: Callable[[str, str | None], None] | None = None
 
