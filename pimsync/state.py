@@ -69,6 +69,12 @@ MIGRATIONS: list[str] = [
         properties TEXT NOT NULL, summary TEXT NOT NULL, kind TEXT NOT NULL, loser BLOB NOT NULL
     );
     """,
+    # 5: each side's hrefs and etags, for the no-change check, without reading every row
+    # (a row holds its base record, so a scan reads the whole table)
+    """
+    CREATE INDEX records_a ON records (pair, collection, a_href, a_etag);
+    CREATE INDEX records_b ON records (pair, collection, b_href, b_etag);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -417,12 +423,23 @@ class StateDB:
         )
 
     def known_collections(self, pair: str) -> list[str]:
-        rows = self.db.execute(
-            "SELECT collection FROM collections WHERE pair = ? UNION "
-            "SELECT DISTINCT collection FROM records WHERE pair = ? ORDER BY 1",
-            (pair, pair),
-        )
-        return [r[0] for r in rows]
+        found = {
+            r[0]
+            for r in self.db.execute("SELECT collection FROM collections WHERE pair = ?", (pair,))
+        }
+        # the collections of the records: one index seek per collection, not a scan of
+        # every record (rows hold their base, so a scan reads the whole table)
+        row = self.db.execute(
+            "SELECT collection FROM records WHERE pair = ? ORDER BY collection LIMIT 1", (pair,)
+        ).fetchone()
+        while row is not None:
+            found.add(row[0])
+            row = self.db.execute(
+                "SELECT collection FROM records WHERE pair = ? AND collection > ? "
+                "ORDER BY collection LIMIT 1",
+                (pair, row[0]),
+            ).fetchone()
+        return sorted(found)
 
     def status(self) -> list[CollectionState]:
         counts = dict(

@@ -181,6 +181,24 @@ def test_no_change_run_is_one_request_per_collection(tmp_path, dav_server, count
     assert count_requests[0][0] == "REPORT"
 
 
+def test_the_run_after_writing_to_the_server_reads_and_plans_nothing(
+    tmp_path, dav_server, monkeypatch
+):
+    """The server's delta since the stored token lists the last run's own writes again;
+    they are what the state knows, so the run takes the no-change path."""
+    import pimsync.sync
+
+    s = Setup(tmp_path, dav_server, "ics")
+    for i in range(5):
+        s.pc_write(f"e{i}", f"event {i}")
+    assert s.run("pc") == 0
+    s.pc_write("e0", "edited")
+    assert s.run("pc") == 0  # one PUT to the server
+    monkeypatch.setattr(pimsync.sync, "plan", lambda *a, **k: pytest.fail("planned"))
+    monkeypatch.setattr(DavCollection, "get", lambda *a, **k: pytest.fail("read"))
+    assert s.run("pc") == 0
+
+
 def test_expired_sync_token_falls_back_to_a_full_listing(tmp_path, dav_server, capsys):
     s = Setup(tmp_path, dav_server, "ics")
     for i in range(3):
