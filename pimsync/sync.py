@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TypeVar
 
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError
@@ -189,8 +188,9 @@ def sync_collection(
     waits = _waiting_side(cols)
     for attempt in range(1, MAX_PASSES + 1):
         tokens = dict(zip(("a", "b"), db.tokens(name, collection)))
+        reader = _Reader(db, name, collection, cols, tokens, read_only, progress)
         unchanged: dict[Side, bool] = {}
-        listings = _list_sides(db, name, collection, cols, tokens, waits, unchanged)
+        listings = _list_sides(db, name, collection, cols, tokens, waits, unchanged, reader)
         if (
             attempt == 1
             and not dry_run
@@ -205,13 +205,9 @@ def sync_collection(
             {cols["a"].kind, cols["b"].kind},
             values=checks_values(cols["a"]) or checks_values(cols["b"]),
         )
-        entries = db.entries(name, collection)
-        errors_of: dict[Side, list[str]] = {"a": [], "b": []}
-
-        sides = _both(
-            partial(_read, cols, entries, tokens, read_only, errors_of, progress, listings), waits
-        )
-        read_errors = errors_of["a"] + errors_of["b"]
+        entries = reader.entries()
+        sides = {s: reader.read(s, listings[s]) for s in ("a", "b")}
+        read_errors = reader.errors["a"] + reader.errors["b"]
         the_plan: Plan = plan(
             sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options
         )
@@ -268,20 +264,38 @@ def sync_collection(
     return result
 
 
-def _read(
-    cols: Mapping[Side, Collection],
-    entries: Mapping[str, Entry],
-    tokens: Mapping[Side, str | None],
-    read_only: Mapping[Side, bool],
-    errors_of: Mapping[Side, list[str]],
-    progress: Callable[[str, int, int], None],
-    listings: Mapping[Side, Listing],
-    side: Side,
-) -> _Side:
-    return read_side(
-        cols[side], side, entries, tokens[side], read_only[side], errors_of[side], progress,
-        listings[side],
-    )  # fmt: skip
+class _Reader:
+    """One pass's reading: the state's entries, loaded once, and each side read once
+    (on the thread that owns the state database)."""
+
+    def __init__(
+        self,
+        db: StateDB,
+        pair: str,
+        collection: str,
+        cols: Mapping[Side, Collection],
+        tokens: Mapping[Side, str | None],
+        read_only: Mapping[Side, bool],
+        progress: Callable[[str, int, int], None],
+    ) -> None:
+        self.db, self.pair, self.collection = db, pair, collection
+        self.cols, self.tokens, self.read_only, self.progress = cols, tokens, read_only, progress
+        self.errors: dict[Side, list[str]] = {"a": [], "b": []}
+        self._entries: dict[str, Entry] | None = None
+        self._sides: dict[Side, _Side] = {}
+
+    def entries(self) -> dict[str, Entry]:
+        if self._entries is None:
+            self._entries = self.db.entries(self.pair, self.collection)
+        return self._entries
+
+    def read(self, side: Side, listing: Listing) -> _Side:
+        if side not in self._sides:
+            self._sides[side] = read_side(
+                self.cols[side], side, self.entries(), self.tokens[side], self.read_only[side],
+                self.errors[side], self.progress, listing,
+            )  # fmt: skip
+        return self._sides[side]
 
 
 def _waiting_side(cols: Mapping[Side, Collection]) -> Side | None:
@@ -313,10 +327,12 @@ def _list_sides(
     tokens: Mapping[Side, str | None],
     waits: Side | None,
     unchanged: dict[Side, bool],
+    reader: _Reader,
 ) -> dict[Side, Listing]:
     """List both sides. While a server answers, the other side is listed, and if it
-    changed, the parsers its records need start loading (model.prepare). ``unchanged``
-    is told what was found out about the other side (see :func:`_nothing_changed`)."""
+    changed, also read (after starting to load the parsers its records need, see
+    model.prepare). ``unchanged`` is told what was found out about the other side (see
+    :func:`_nothing_changed`)."""
 
     def work(s: Side) -> Listing:
         listing = cols[s].list(tokens[s])
@@ -324,6 +340,7 @@ def _list_sides(
             unchanged[s] = _side_unchanged(db, pair, collection, s, listing)
             if not unchanged[s]:
                 prepare({cols["a"].kind, cols["b"].kind}, values=checks_values(cols[s]))
+                reader.read(s, listing)
         return listing
 
     return _both(work, waits)
