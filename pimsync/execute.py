@@ -187,20 +187,23 @@ class Executor:
             )  # fmt: skip
             by_side[target].append(action)
         out: list[_Outcome] = [self._apply(a) for a in by_side[None]]
-        workers = {
-            s: min(getattr(self.cols[s], "concurrent_writes", 1), len(by_side[s]))
-            for s in ("a", "b")
-        }
-        # a server's writes go to threads (even one: the other side's writes go on meanwhile)
-        parallel = [
-            s
-            for s in ("a", "b")
-            if by_side[s] and getattr(self.cols[s], "concurrent_writes", 1) > 1
-        ]
+        concurrent = {s: getattr(self.cols[s], "concurrent_writes", 1) for s in ("a", "b")}
+        parallel = [s for s in ("a", "b") if by_side[s] and concurrent[s] > 1]
         if not parallel:
             for side in ("a", "b"):
                 out.extend(self._apply(a) for a in by_side[side])
             return out
+        # a server's writes (even a single one) run on threads, and the other side's are
+        # made here meanwhile
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = sum(min(concurrent[s], len(by_side[s])) for s in parallel)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {s: [pool.submit(self._apply, a) for a in by_side[s]] for s in parallel}
+            here = {s: [self._apply(a) for a in by_side[s]] for s in ("a", "b") if s not in futures}
+            for side in ("a", "b"):
+                out.extend(here[side] if side in here else [f.result() for f in futures[side]])
+        return out
         # the server's writes run on threads while the other side's are made here
         from concurrent.futures import ThreadPoolExecutor
 

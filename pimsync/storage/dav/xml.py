@@ -265,13 +265,6 @@ class ListingParser:
             raise HttpError("the server sent an empty answer", url=url)
 
 
-def parse_listing(body: bytes, url: str) -> tuple[list[Listed], str | None]:
-    """Every response of a listing, and its sync-token (see :class:`ListingParser`)."""
-    parser = ListingParser(body, url)
-    listed = list(parser)
-    return listed, parser.token
-
-
 def failed_statuses(body: bytes, url: str) -> list[int]:
     """Every 4xx/5xx status anywhere in a multistatus (e.g. a refused PROPPATCH)."""
     root = parse_xml(body, url)
