@@ -120,11 +120,20 @@ class Executor:
                 action = Copy(action.ident, action.to, item, action.target, action.reason)
             prepared.append(action)
 
+        kept: dict[str, int] = {}  # ident -> id of the losing version kept for it
         if self.db is not None:
             notes = [note for action in prepared for note in _pending(action)]
-            if notes:
+            losers = [(a.ident, lost) for a in prepared if (lost := _lost_version(a))]
+            if notes or losers:
+                # the losing version of a conflict is kept before the winner replaces it:
+                # a run killed after the write still has it (withdrawn if the write fails)
                 with self.db.transaction():
                     self.db.add_pending(self.pair, self.collection, notes)
+                    for ident, lost in losers:
+                        saved = replace(lost, pair=self.pair, collection=self.collection)
+                        conflict_id = self.db.add_conflict(saved)
+                        if conflict_id is not None:
+                            kept[ident] = conflict_id
 
         outcomes: list[_Outcome] = []
         # "keep both" copies first: the winner replaces nothing whose copy failed
@@ -160,6 +169,8 @@ class Executor:
             with self.db.transaction():
                 for o in outcomes:
                     if o.error is not None:
+                        if o.action.ident in kept and _replaced_nothing(o):
+                            self.db.forget_conflict(kept[o.action.ident])
                         continue
                     ident = o.action.ident
                     if o.entry is None:
@@ -169,11 +180,6 @@ class Executor:
                     else:
                         self.db.put(self.pair, self.collection, o.entry)
                     self.db.clear_pending(self.pair, self.collection, ident)
-                    lost = _lost_version(o.action)
-                    if lost is not None:
-                        self.db.add_conflict(
-                            replace(lost, pair=self.pair, collection=self.collection)
-                        )
         for o in outcomes:
             self._count(o)
 
@@ -305,6 +311,13 @@ class Executor:
             known[side] = Known(href, etag, record.hash)
         entry = Entry(action.ident, known["a"], known["b"])
         return _Outcome(action, entry, record.to_bytes(), sides=action.sides)
+
+
+def _replaced_nothing(o: _Outcome) -> bool:
+    """Did a failed write surely leave the target as it was? A refused conditional copy
+    did; after any other failure (a timeout, one side of a merge written) the losing
+    version stays kept: a spare copy costs nothing, a lost one is lost."""
+    return isinstance(o.action, Copy) and isinstance(o.error, PreconditionFailed)
 
 
 def _lost_version(action: Action) -> SavedConflict | None:

@@ -370,16 +370,26 @@ class StateDB:
         )
 
     # conflicts -----------------------------------------------------------------------
-    def add_conflict(self, conflict: SavedConflict) -> None:
+    def add_conflict(self, conflict: SavedConflict) -> int | None:
+        """Keep a losing version; return its id, or None if the same version of that
+        record is kept already (a write planned again after a crash keeps it once)."""
         import json
 
         c = conflict
-        self.db.execute(
+        same = self.db.execute(
+            "SELECT 1 FROM conflicts WHERE pair = ? AND collection = ? AND ident = ? "
+            "AND side = ? AND loser = ?",
+            (c.pair, c.collection, c.ident, c.side, c.loser),
+        ).fetchone()
+        if same is not None:
+            return None
+        cur = self.db.execute(
             "INSERT INTO conflicts (pair, collection, ident, time, reason, side, properties, "
             "summary, kind, loser) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (c.pair, c.collection, c.ident, c.time or time.time(), c.reason, c.side,
              json.dumps(list(c.properties)), c.summary, c.kind, c.loser),
         )  # fmt: skip
+        return cur.lastrowid
 
     def conflicts(self, conflict_id: int | None = None) -> list[SavedConflict]:
         import json

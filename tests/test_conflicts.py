@@ -52,3 +52,41 @@ def test_conflict_loser_is_listed_shown_restored_and_forgotten(tmp_path, capsys)
     assert run("run") == 0
     assert run("conflicts", "forget", "2") == 0
     assert run("conflicts", "show", "2") == 2
+
+
+class Crash(BaseException):
+    """Stands for the process being killed."""
+
+
+def test_losing_version_survives_a_crash_after_the_winner_was_written(
+    tmp_path, capsys, monkeypatch
+):
+    from pimsync.state import StateDB
+
+    (tmp_path / "vdir" / "home").mkdir(parents=True)
+    (tmp_path / "phone").mkdir()
+    cfg = write_config(tmp_path, conflict="a wins")
+    run = lambda *a: main(["--config", str(cfg), *a])  # noqa: E731
+    (tmp_path / "vdir" / "home" / "x.ics").write_bytes(make_event("x", "first"))
+    assert run("run") == 0
+    (tmp_path / "vdir" / "home" / "x.ics").write_bytes(make_event("x", "laptop edit"))
+    put_on_phone(tmp_path, "x", "phone edit")
+
+    def killed(*args, **kwargs):
+        raise Crash  # the winner is written, the new state is not committed
+
+    with monkeypatch.context() as m:
+        m.setattr(StateDB, "put", killed)
+        try:
+            run("run")
+        except Crash:
+            pass
+    assert "laptop edit" in file_records(tmp_path)["x"].text  # the phone's version is gone
+    capsys.readouterr()
+    assert run("run") == 0  # converges
+    assert run("run") == 0
+    assert run("conflicts") == 0
+    listing = capsys.readouterr().out
+    assert listing.count("cal/home x") == 1 and "'phone edit'" in listing, listing
+    assert run("conflicts", "restore", "1") == 0
+    assert "phone edit" in file_records(tmp_path)["x"].text
