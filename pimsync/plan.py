@@ -244,12 +244,58 @@ def plan(
                 return Plan(stop=reason)
     entries, stale = effective_entries(state, pending, a, b)
     planner = _Planner(a, b, options)
+    redundant = _redundant_conflict_copies(pending, a, b)
     idents = set(a.items) | set(b.items) | set(entries)
     for ident in sorted(idents):
         if ident in a.skip or ident in b.skip:
             continue
+        if ident in redundant:
+            side = redundant[ident]
+            item = (a if side == "a" else b).items[ident]
+            planner.actions.append(
+                Delete(ident, side, item, "conflict copy of an interrupted run, no longer needed")
+            )
+            continue
         planner.decide(ident, entries.get(ident), state.get(ident), ident in stale)
     return Plan(actions=planner.actions)
+
+
+def _redundant_conflict_copies(
+    pending: Sequence[Pending], a: SideView, b: SideView
+) -> dict[str, Side]:
+    """ "Keep both" copies that a crashed run wrote to one side only, and that are no
+    longer needed: the side holding the copy no longer holds its own version of the
+    record, and the other side still holds the kept version itself. Completing such a
+    copy would leave that version twice, under two UIDs; removing it loses nothing (the
+    version stays under its UID, and syncs to the first side as any new record).
+    Returns ident -> the side to remove the copy from."""
+    from pimsync.model import with_uid
+
+    views: dict[Side, SideView] = {"a": a, "b": b}
+    noted: dict[str, set[Side]] = {}
+    for p in pending:
+        if p.hash is not None and p.other is None:  # a record new on both sides: a copy
+            noted.setdefault(p.ident, set()).add(p.side)
+    out: dict[str, Side] = {}
+    for ident, sides in noted.items():
+        origin, mark, _ = ident.rpartition("-conflict-")
+        if not mark or not origin or sides != {"a", "b"}:
+            continue
+        holders = [s for s in ("a", "b") if ident in views[s].items]
+        if len(holders) != 1:
+            continue
+        side = holders[0]
+        kept_from = views[other(side)].items.get(origin)
+        if (
+            views[side].read_only
+            or origin in views[side].items
+            or kept_from is None
+            or kept_from.record is None
+            or with_uid(kept_from.record, ident).hash != views[side].items[ident].hash
+        ):
+            continue
+        out[ident] = side
+    return out
 
 
 class _Planner:

@@ -279,3 +279,24 @@ TestVdirVdir = SyncMachineVdirVdir.TestCase
 TestVdirVdir.settings = MACHINE_SETTINGS
 TestMerge = SyncMachineMerge.TestCase
 TestMerge.settings = MACHINE_SETTINGS
+
+
+def test_interrupted_keep_both_then_the_winner_deleted_leaves_no_second_copy():
+    """Found by the machine: a crash after the "keep both" copy reached one side only, then
+    the user deletes that side's own version. The copy is then no longer needed: the kept
+    version is still there under its own UID, and completing the copy would keep it
+    twice."""
+    m = SyncMachineVdirVdir()
+    try:
+        m.setup()
+        m.write(side="b", uid="u0")  # v0
+        m.write(side="a", uid="u0")  # v1: a conflict, never synced
+        m.crashing_sync(crash_at=3)  # the copy of v0 reached a, not b
+        assert sorted(m.side("a").values()) == ["v0", "v1"] and m.side("b") == {"u0": "v0"}
+        m._supersede("v1")
+        m._put("a", "u0", None)  # the user deletes a's version
+        m.sync_and_check()  # no version lost, none twice
+        assert m.side("a") == m.side("b") == {"u0": "v0"}
+    finally:
+        m.patches.close()
+        shutil.rmtree(m.tmp, ignore_errors=True)
