@@ -92,7 +92,7 @@ class _Index(Mapping[str, str]):
                 href TEXT PRIMARY KEY,
                 etag TEXT NOT NULL,
                 uid TEXT,
-                offset INTEGER,  -- NULL: listed, not (or not validly) read
+                offset INTEGER,  -- NULL: listed, not read yet; -1: could not be read
                 length INTEGER
             );
             BEGIN;
@@ -113,6 +113,10 @@ class _Index(Mapping[str, str]):
     def drop(self, href: str) -> None:
         self.db.execute("DELETE FROM r WHERE href = ?", (href,))
 
+    def failed(self, href: str) -> None:
+        """Could not be read: not read again unless it is listed again with a new etag."""
+        self.db.execute("UPDATE r SET offset = -1 WHERE href = ?", (href,))
+
     def to_read(self, batch: int) -> Iterator[list[str]]:
         """Batches of the hrefs listed but not read, in href order."""
         after = ""
@@ -131,16 +135,14 @@ class _Index(Mapping[str, str]):
 
     def spans(self) -> Iterator[tuple[int, int]]:
         """Where the records read are in the spool, in the order they were written."""
-        yield from self.db.execute(
-            "SELECT offset, length FROM r WHERE offset IS NOT NULL ORDER BY offset"
-        )
+        yield from self.db.execute("SELECT offset, length FROM r WHERE offset >= 0 ORDER BY offset")
 
     def records(self) -> Iterator[tuple[str | None, str]]:
         """(uid, etag) of the records read, in href order."""
-        yield from self.db.execute("SELECT uid, etag FROM r WHERE offset IS NOT NULL ORDER BY href")
+        yield from self.db.execute("SELECT uid, etag FROM r WHERE offset >= 0 ORDER BY href")
 
     def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM r WHERE offset IS NOT NULL").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM r WHERE offset >= 0").fetchone()[0])
 
     def __getitem__(self, href: str) -> str:
         row = self.db.execute("SELECT etag FROM r WHERE href = ?", (href,)).fetchone()
@@ -149,7 +151,7 @@ class _Index(Mapping[str, str]):
         return str(row[0])
 
     def __iter__(self) -> Iterator[str]:
-        return (h for (h,) in self.db.execute("SELECT href FROM r").fetchall())
+        return (h for (h,) in self.db.execute("SELECT href FROM r"))
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM r").fetchone()[0])
@@ -257,7 +259,8 @@ def snapshot(
                     spool.add(fetched.href, fetched.etag, fetched.record)
                 elif isinstance(fetched.error, NotFound):
                     index.drop(fetched.href)
-                else:  # stays listed and unread: not in the archive
+                else:  # not in the archive; read again only if it changes
+                    index.failed(fetched.href)
                     entry.errors.append(str(fetched.error))
 
         read()

@@ -412,3 +412,29 @@ def test_the_check_before_the_rename_compares_with_what_was_written(home):
         check_written(written.path, [dataclasses.replace(good, count=6)], manifest_sha)
     with pytest.raises(ArchiveError, match="checksum mismatch"):
         check_written(written.path, [dataclasses.replace(good, sha256="1" * 64)], manifest_sha)
+
+
+def test_an_unreadable_record_is_reported_once_even_when_the_collection_is_read_again(
+    home, monkeypatch
+):
+    from pimsync.export import archive as archive_mod
+    from pimsync.storage.vdir import VdirCollection, VdirStorage
+
+    (home / "cal" / "home" / "broken.ics").write_bytes(b"BEGIN:VCALENDAR\r\nnot a line\r\n")
+    real_get = VdirCollection.get
+    asked: list[str] = []
+
+    def get(self, hrefs, **kw):
+        first = not asked
+        asked.extend(hrefs)
+        yield from real_get(self, hrefs, **kw)
+        if first:  # another program edits h1 after it was read: a second round reads it
+            (home / "cal" / "home" / "h1.ics").write_bytes(make_event("h1", "edited meanwhile"))
+
+    monkeypatch.setattr(VdirCollection, "get", get)
+    storage = VdirStorage("cal", home / "cal", ".ics", "ics", False)
+    entry, spool = archive_mod.snapshot(storage, "home", home)
+    spool.close()
+    assert entry.settled and entry.count == 5
+    assert asked.count("broken.ics") == 1 and asked.count("h1.ics") == 2
+    assert len(entry.errors) == 1 and "broken.ics" in entry.errors[0]
