@@ -1,7 +1,7 @@
 """Command line: ``pimsync [--config PATH] [-v|--quiet] COMMAND``.
 
 Exit status: 0 everything synced; 1 some records, collections or pairs failed; 2 bad usage
-or bad config.
+or bad config; 130 / 143 stopped by SIGINT / SIGTERM (what landed is recorded).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force-delete",
         action="store_true",
-        help="propagate deletions even when a side lists no records at all",
+        help="propagate deletions even when a side lists no records at all, or when a run "
+        "would delete more than the pair's max_delete (half of a collection by default)",
     )
     sub.add_parser("status", parents=[common], help="what the last runs did, per collection")
     sub.add_parser("check", parents=[common], help="validate the config and look at every storage")
@@ -159,6 +160,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter = ConsoleReporter(sys.stdout, sys.stderr, verbose, quiet)
     if args.command == "archive" and args.archive_command == "verify":
         return _verify(args.file)  # an archive is checked without any config
+    from pimsync import interrupt
+
+    try:
+        with interrupt.handling():
+            return _command(args, reporter)
+    except interrupt.Interrupted as exc:
+        reporter._clear()
+        print(
+            f"pimsync: stopped by {interrupt.signal_name(exc.signum)}; what was written is "
+            "recorded, the next run goes on from there",
+            file=sys.stderr,
+        )
+        import threading
+
+        if threading.active_count() > 1:  # a write abandoned in flight: do not wait for it
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_status)
+        return exc.exit_status
+
+
+def _command(args: argparse.Namespace, reporter: ConsoleReporter) -> int:
     try:
         from pimsync.config import find_config, load_config
 
@@ -226,8 +251,14 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
                     if n not in opened:
                         opened[n] = open_storage(config.storages[n], db)
                 settings = PairSettings(
-                    name, pair.collections, Options(pair.conflict, fallback=pair.conflict_fallback)
-                )  # type: ignore[arg-type]
+                    name,
+                    pair.collections,
+                    Options(
+                        pair.conflict,  # type: ignore[arg-type]
+                        fallback=pair.conflict_fallback,  # type: ignore[arg-type]
+                        max_delete=pair.max_delete,
+                    ),
+                )
                 results = sync_pair(
                     settings,
                     {"a": opened[pair.a], "b": opened[pair.b]},  # type: ignore[arg-type]
@@ -418,8 +449,14 @@ def _restore_conflict(config: object, c: object, reporter: ConsoleReporter) -> i
         try:
             storages = {n: open_storage(config.storages[n], db) for n in (pair.a, pair.b)}
             settings = PairSettings(
-                c.pair, (c.collection,), Options(pair.conflict, fallback=pair.conflict_fallback)
-            )  # type: ignore[arg-type]
+                c.pair,
+                (c.collection,),
+                Options(
+                    pair.conflict,  # type: ignore[arg-type]
+                    fallback=pair.conflict_fallback,  # type: ignore[arg-type]
+                    max_delete=pair.max_delete,
+                ),
+            )
             results = sync_pair(settings, {"a": storages[pair.a], "b": storages[pair.b]}, db,
                                 reporter)  # type: ignore[arg-type]  # fmt: skip
         except PimsyncError as exc:

@@ -81,7 +81,9 @@ conflict = "merge"             # merge | "a wins" | "b wins" | newest | "keep bo
 
 _TOP_LEVEL = ("general", "storages", "pairs", "exports")
 _GENERAL_KEYS = ("state_dir", "lock_timeout")
-_PAIR_KEYS = ("a", "b", "collections", "conflict", "conflict_fallback")
+_PAIR_KEYS = ("a", "b", "collections", "conflict", "conflict_fallback", "max_delete")
+#: the mass-deletion guard's default: more than half of a side's records (see plan.py)
+DEFAULT_MAX_DELETE = 0.5
 _EXPORT_KEYS = ("storages", "path", "every", "keep", "format")
 _KEEP_KEYS = ("last", "daily", "weekly", "monthly")
 _DAV_KEYS = (
@@ -94,6 +96,9 @@ _DAV_KEYS = (
     "verify",
     "timeout",
     "connections",
+    "max_response_size",
+    "max_record_size",
+    "max_request_time",
     "read_only",
 )
 _STORAGE_KEYS: dict[str, tuple[str, ...]] = {
@@ -101,7 +106,15 @@ _STORAGE_KEYS: dict[str, tuple[str, ...]] = {
     "file": ("type", "path", "read_only"),
     "caldav": _DAV_KEYS,
     "carddav": _DAV_KEYS,
-    "webcal": ("type", "url", "verify", "timeout", "read_only"),
+    "webcal": (
+        "type",
+        "url",
+        "verify",
+        "timeout",
+        "max_response_size",
+        "max_request_time",
+        "read_only",
+    ),
 }
 _ALL_STORAGE_KEYS = tuple(dict.fromkeys(k for keys in _STORAGE_KEYS.values() for k in keys))
 
@@ -152,6 +165,12 @@ class StorageConfig:
     verify: bool | Path = True
     timeout: float = DEFAULT_TIMEOUT
     connections: int = DEFAULT_CONNECTIONS
+    #: bytes of one answer from the server (caldav/carddav/webcal)
+    max_response_size: int = 256 << 20
+    #: bytes of one record read from a caldav/carddav server
+    max_record_size: int = 32 << 20
+    #: seconds one request may take in all (``timeout``: each silence)
+    max_request_time: float = 600.0
 
     @property
     def kind(self) -> str:
@@ -188,6 +207,8 @@ class PairConfig:
     collections: str | tuple[str, ...] = "all"
     conflict: str = "merge"
     conflict_fallback: str = "newest"
+    #: a fraction of a side's records (float) or a count (int) that one run may delete
+    max_delete: float | int = DEFAULT_MAX_DELETE
 
 
 @dataclass(frozen=True)
@@ -574,6 +595,31 @@ class _Loader:
                         f"{_show(value)} is not allowed; use a whole number from 1 to 32",
                     )
                 kw["connections"] = value
+            for k in ("max_response_size", "max_record_size"):
+                if k in t:
+                    from pimsync.storage import SIZE_HELP, format_size, parse_size
+
+                    try:
+                        size = parse_size(t[k])
+                    except ValueError as e:
+                        if isinstance(t[k], str):
+                            raise self.error(f"{key}.{k}", str(e)) from e
+                        raise self.error(
+                            f"{key}.{k}",
+                            f"expected a size, got {_toml_type(t[k])} ({_show(t[k])}); "
+                            f"{SIZE_HELP}",
+                        ) from e
+                    if size < 1024:
+                        raise self.error(
+                            f"{key}.{k}",
+                            f"{_show(t[k])} is not allowed ({format_size(size)}); use a size "
+                            'of at least 1 KiB, like "64 MiB"',
+                        )
+                    kw[k] = size
+            if "max_request_time" in t:
+                kw["max_request_time"] = self.number(
+                    f"{key}.max_request_time", t["max_request_time"], allow_zero=False
+                )
             if stype == "webcal":
                 if "read_only" in t and not read_only:
                     raise self.error(
@@ -684,6 +730,9 @@ class _Loader:
             fallback = self.choice(
                 f"{key}.conflict_fallback", t["conflict_fallback"], CONFLICT_FALLBACKS
             )
+        max_delete: float | int = DEFAULT_MAX_DELETE
+        if "max_delete" in t:
+            max_delete = self.max_delete(f"{key}.max_delete", t["max_delete"])
         return PairConfig(
             name=name,
             a=a.name,
@@ -691,7 +740,23 @@ class _Loader:
             collections=collections,
             conflict=conflict,
             conflict_fallback=fallback,
+            max_delete=max_delete,
         )
+
+    def max_delete(self, key: str, value: object) -> float | int:
+        allowed = (
+            "use a fraction of a side's records greater than 0 and at most 1.0 (like 0.5; "
+            "1.0 turns the guard off) or a whole number of records (like 20)"
+        )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"expected a number, got {_toml_type(value)}; {allowed}")
+        if isinstance(value, int):
+            if value < 0:
+                raise self.error(key, f"{value} is not allowed; {allowed}")
+            return value
+        if not 0 < value <= 1:
+            raise self.error(key, f"{_show(value)} is not allowed; {allowed}")
+        return value
 
     def collections(self, key: str, value: object) -> str | tuple[str, ...]:
         allowed = f'use one of {_quoted(COLLECTIONS_KEYWORDS)} or a list of names like ["home"]'

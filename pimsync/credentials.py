@@ -3,7 +3,9 @@
 :func:`get_password` returns a :class:`Secret` (which prints as ``***``) or None when the
 storage has no credentials. Every problem is a :class:`CredentialError` whose message
 starts with the dotted config key (``storages.NAME.password_command: ...``) and never
-contains the password or the standard output of the password command.
+contains the password, nor anything the password command printed (stdout or stderr): it
+says the command's exit status (or signal) instead. Nor is a keyring backend's error
+text shown (only its type), for the same reason.
 
 Results are cached per storage name for the life of the process, so a password command
 runs (and a keyring is asked) once per run however many collections use the storage.
@@ -32,7 +34,11 @@ __all__ = [
 PASSWORD_COMMAND_TIMEOUT: float = 30.0
 
 _HIDDEN = "***"
-_MAX_STDERR = 200  # characters of the command's first stderr line shown in an error
+#: Said in place of a password command's output, which is never shown.
+_WITHHELD = (
+    "(its output is not shown: it may hold the password; run the command yourself to see it)"
+)
+_SILENT = "(it printed nothing)"
 
 
 class CredentialError(PimsyncError):
@@ -177,42 +183,42 @@ def _from_command(name: str, argv: tuple[str, ...]) -> Secret:
             f"{key}: cannot run {program!r}: {e.strerror or type(e).__name__}"
         ) from None
 
+    # Nothing the command printed is ever shown, on stdout or stderr: a failing command
+    # may print the password on either (``pass`` piped through a wrapper, a script that
+    # echoes what it read, ``gpg`` with a verbose option...), and a redaction can only
+    # hide what it knows. Its status is said instead; the user can run it to see more.
     first, _, _ = proc.stdout.partition(b"\n")
     first = first.removesuffix(b"\r")
-    err_line = _first_stderr_line(proc.stderr, hide=first)
     if proc.returncode != 0:
         if proc.returncode < 0:
-            status = f"was killed by signal {-proc.returncode}"
+            status = f"was killed by signal {-proc.returncode}{_signal_name(-proc.returncode)}"
         else:
             status = f"exited with status {proc.returncode}"
-        raise CredentialError(f"{key}: {program!r} {status}: {err_line}")
+        said = _WITHHELD if proc.stdout or proc.stderr else _SILENT
+        raise CredentialError(f"{key}: {program!r} {status} {said}")
     if not first:
         what = "printed nothing" if not proc.stdout else "printed an empty first line"
+        said = f" {_WITHHELD}" if proc.stdout or proc.stderr else ""
         raise CredentialError(
-            f"{key}: {program!r} exited with status 0 but {what}; the password must be "
-            f"the first line of its output (stderr: {err_line})"
+            f"{key}: {program!r} exited with status 0 but {what} on its standard output; "
+            f"the password must be the first line of its standard output{said}"
         )
     try:
         password = first.decode("utf-8")
     except UnicodeDecodeError:
         raise CredentialError(
-            f"{key}: {program!r} printed a first line that is not valid UTF-8"
+            f"{key}: {program!r} printed a first line that is not valid UTF-8 {_WITHHELD}"
         ) from None
     return Secret(password)
 
 
-def _first_stderr_line(stderr: bytes, *, hide: bytes) -> str:
-    """The first non-blank line of *stderr*, shortened, with *hide* (the password) removed."""
-    for raw in stderr.splitlines():
-        if not raw.strip():
-            continue
-        if hide:
-            raw = raw.replace(hide, _HIDDEN.encode())
-        line = raw.decode("utf-8", "replace").strip()
-        if len(line) > _MAX_STDERR:
-            line = line[:_MAX_STDERR] + "..."
-        return line
-    return "(no error output)"
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return f" ({signal.Signals(number).name})"
+    except ValueError:
+        return ""
 
 
 def _from_keyring(name: str, service: str, username: str | None) -> Secret:
@@ -223,7 +229,7 @@ def _from_keyring(name: str, service: str, username: str | None) -> Secret:
             "service and username, so set username too"
         )
     import keyring  # lazily: costs about 0.08 s, and most runs need no password
-    from keyring.errors import KeyringError, NoKeyringError
+    from keyring.errors import NoKeyringError
 
     try:
         password = keyring.get_password(service, username)
@@ -234,9 +240,15 @@ def _from_keyring(name: str, service: str, username: str | None) -> Secret:
             f"cannot be read. Use password_command instead, e.g. "
             f'password_command = ["pass", "show", "{service}"], or install a keyring backend'
         ) from None
-    except KeyringError as e:
+    except Exception as e:  # KeyringError, or a backend's own (D-Bus, Keychain...) error
+        # its text is the backend's, not ours: like a password command's output, it is not
+        # shown (a backend could put what it read in it); the type says what kind it is
+        import shlex
+
+        command = f"keyring get {shlex.quote(service)} {shlex.quote(username)}"
         raise CredentialError(
-            f"{key}: the keyring could not be read ({type(e).__name__}: {e})"
+            f"{key}: the keyring could not be read ({type(e).__name__}; its message is not "
+            f"shown: it may hold the password; run `{command}` yourself to see it)"
         ) from None
     if password is None:
         import shlex

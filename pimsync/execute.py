@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from pimsync import interrupt
 from pimsync.errors import PimsyncError, PreconditionFailed, StorageError
+from pimsync.interrupt import NotStarted
 from pimsync.model.record import Record
 from pimsync.plan import Action, Copy, Delete, Duplicate, Forget, MergeWrite, SaveState, Skip
 from pimsync.plan_types import Entry, Item, Known, Pending, Side, other
@@ -83,8 +85,14 @@ class Executor:
         self.tokens: dict[Side, str] = {}
 
     def run(self, actions: Sequence[Action]) -> Stats:
+        """Run the actions in batches. A signal to stop (see ``interrupt``) lets the batch
+        in progress finish its writes in flight and commit what landed, then raises
+        :class:`~pimsync.interrupt.Interrupted`."""
         for start in range(0, len(actions), BATCH):
-            self._batch(actions[start : start + BATCH])
+            interrupt.check()
+            with interrupt.finishing():
+                self._batch(actions[start : start + BATCH])
+            interrupt.check()
             if self.progress is not None:
                 self.progress("writing", min(start + BATCH, len(actions)), len(actions))
         return self.stats
@@ -117,7 +125,7 @@ class Executor:
                 if item is None or item.hash != action.source.hash:
                     self.stats.retry.add(action.ident)  # it changed since it was listed
                     continue
-                action = Copy(action.ident, action.to, item, action.target, action.reason)
+                action = replace(action, source=item)
             prepared.append(action)
 
         kept: dict[str, int] = {}  # ident -> id of the losing version kept for it
@@ -204,24 +212,22 @@ class Executor:
         from concurrent.futures import ThreadPoolExecutor
 
         workers = sum(min(concurrent[s], len(by_side[s])) for s in parallel)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pimsync-write")
+        try:
             futures = {s: [pool.submit(self._apply, a) for a in by_side[s]] for s in parallel}
             here = {s: [self._apply(a) for a in by_side[s]] for s in ("a", "b") if s not in futures}
             for side in ("a", "b"):
                 out.extend(here[side] if side in here else [f.result() for f in futures[side]])
-        return out
-        # the server's writes run on threads while the other side's are made here
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=sum(workers[s] for s in parallel)) as pool:
-            futures = {s: [pool.submit(self._apply, a) for a in by_side[s]] for s in parallel}
-            done = {s: [self._apply(a) for a in by_side[s]] for s in ("a", "b") if s not in futures}
-            for side in ("a", "b"):
-                out.extend([f.result() for f in futures[side]] if side in futures else done[side])
+        except BaseException:  # stopped at once: abandon the writes in flight, start no more
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return out
 
     def _count(self, o: _Outcome) -> None:
         action = o.action
+        if isinstance(o.error, NotStarted):
+            return  # the run is stopping: planned again next time
         if o.error is not None:
             if isinstance(o.error, PreconditionFailed):
                 self.stats.retry.add(action.ident)
@@ -233,6 +239,13 @@ class Executor:
         if isinstance(action, Copy):
             counter = self.stats.created if action.target is None else self.stats.updated
             counter[action.to] += 1
+            if action.again:
+                self.stats.errors.append(
+                    f"{action.ident}: side {action.to} ({self.cols[action.to].where}) did not "
+                    "keep it: an earlier run wrote it there and got a success answer, but the "
+                    "side never listed it since. Written again; the other side's copy is kept. "
+                    "(If it was deleted there on purpose right after the sync, delete it again.)"
+                )
             if action.reason.startswith("conflict"):
                 self.stats.conflicts += 1
         elif isinstance(action, Delete):
@@ -249,20 +262,26 @@ class Executor:
     def _apply(self, action: Action) -> _Outcome:
         try:
             if isinstance(action, Copy):
-                return self._copy(action)
+                with interrupt.writing():
+                    return self._copy(action)
             if isinstance(action, Delete):
-                self.cols[action.on].delete(action.target.href, action.target.etag)
+                with interrupt.writing():
+                    self.cols[action.on].delete(action.target.href, action.target.etag)
                 return _Outcome(action, None, sides=(action.on,))
             if isinstance(action, Duplicate):
-                return self._duplicate(action)
+                with interrupt.writing():
+                    return self._duplicate(action)
             if isinstance(action, MergeWrite):
-                return self._merge_write(action)
+                with interrupt.writing():
+                    return self._merge_write(action)
             if isinstance(action, SaveState):
                 entry = Entry(action.ident, action.a, action.b)
                 base = None
-                if action.record is not None and action.a and action.b:
-                    if action.a.hash == action.b.hash == action.record.hash:
+                if action.a and action.b and action.a.hash == action.b.hash:
+                    if action.record is not None and action.record.hash == action.a.hash:
                         base = action.record.to_bytes()
+                    elif action.base is not None:
+                        base = action.base
                 return _Outcome(action, entry, base)
             if isinstance(action, Forget):
                 return _Outcome(action, None)
@@ -281,7 +300,7 @@ class Executor:
         else:
             etag = col.update(action.target.href, record, action.target.etag)
             href = action.target.href
-        written = Known(href, etag, record.hash)
+        written = Known(href, etag, record.hash, _unconfirmed(col))
         sides = {action.to: written, other(action.to): action.source.known()}
         entry = Entry(action.ident, sides["a"], sides["b"])
         return _Outcome(action, entry, record.to_bytes(), sides=(action.to,))
@@ -298,7 +317,7 @@ class Executor:
                 known[side] = item.known()
                 continue
             etag = self.cols[side].update(item.href, record, item.etag)
-            known[side] = Known(item.href, etag, record.hash)
+            known[side] = Known(item.href, etag, record.hash, _unconfirmed(self.cols[side]))
             written.append(side)
         entry = Entry(action.ident, known["a"], known["b"])
         return _Outcome(action, entry, record.to_bytes(), sides=tuple(written))
@@ -308,15 +327,24 @@ class Executor:
         known: dict[Side, Known | None] = {"a": None, "b": None}
         for side in action.sides:
             href, etag = self.cols[side].create(record)
-            known[side] = Known(href, etag, record.hash)
+            known[side] = Known(href, etag, record.hash, _unconfirmed(self.cols[side]))
         entry = Entry(action.ident, known["a"], known["b"])
         return _Outcome(action, entry, record.to_bytes(), sides=action.sides)
+
+
+def _unconfirmed(col: Collection) -> bool:
+    """Is a write to this collection unconfirmed until the collection lists it? A server's
+    success answer is no proof that it kept the record (local writes are checked: the file
+    is fsynced and stat'ed)."""
+    return bool(getattr(col, "remote", False))
 
 
 def _replaced_nothing(o: _Outcome) -> bool:
     """Did a failed write surely leave the target as it was? A refused conditional copy
     did; after any other failure (a timeout, one side of a merge written) the losing
     version stays kept: a spare copy costs nothing, a lost one is lost."""
+    if isinstance(o.error, NotStarted):
+        return True
     return isinstance(o.action, Copy) and isinstance(o.error, PreconditionFailed)
 
 

@@ -6,7 +6,7 @@ No file, socket or database is touched here: every decision is a unit test, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -33,19 +33,27 @@ class SideView:
     read_only: bool = False
 
 
+#: Deletions on one side never stopped by a fractional ``max_delete``: "more than a few"
+MASS_DELETE_FLOOR = 5
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     conflict: ConflictPolicy = "merge"
     force_delete: bool = False
     #: what settles a true conflict inside a merge, or a conflict with no base
     fallback: ConflictPolicy = "newest"
+    #: the mass-deletion guard: a run that would delete more than this of a side's records
+    #: (a fraction of them, or a count when an int) stops the collection; 1.0 turns it off
+    max_delete: float | int = 0.5
 
 
 # actions -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Copy:
     """Write ``source`` (held by the other side) to side ``to``: create when ``target`` is
-    None, else replace ``target``."""
+    None, else replace ``target``. ``again``: the side did not keep what an earlier run
+    wrote to it (it never listed it): written again, and reported."""
 
     ident: str
     to: Side
@@ -53,6 +61,7 @@ class Copy:
     target: Item | None
     reason: str = ""
     details: tuple[str, ...] = ()  # for a conflict: what differed
+    again: bool = False
 
     def __str__(self) -> str:
         verb = "create" if self.target is None else "update"
@@ -97,6 +106,9 @@ class SaveState:
     reason: str = ""
     # the record content when at hand (the new base if both sides now agree)
     record: Record | None = None
+    #: the new base as bytes, when it is known without a record at hand (a write of a
+    #: crashed run that proves to have landed)
+    base: bytes | None = None
 
     def __str__(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
@@ -173,10 +185,11 @@ class Plan:
 # planning ------------------------------------------------------------------------------
 def effective_entries(
     state: Mapping[str, Entry], pending: Sequence[Pending], a: SideView, b: SideView
-) -> tuple[dict[str, Entry], set[str]]:
+) -> tuple[dict[str, Entry], dict[str, bytes | None]]:
     """Apply pending writes whose outcome is visible: if a side now holds what a crashed
     run was writing there, that write happened and its result is the last synced state.
-    Returns the entries to plan with and the idents whose stored entry is stale."""
+    Returns the entries to plan with and the idents whose stored entry is stale, each with
+    its new base (the content written) where both sides now hold it, else None."""
     views = {"a": a, "b": b}
     landed: dict[str, dict[Side, Pending]] = {}
     for p in pending:
@@ -184,8 +197,9 @@ def effective_entries(
         if (current is None and p.hash is None) or (current and current.hash == p.hash):
             landed.setdefault(p.ident, {})[p.side] = p
     if not landed:
-        return dict(state), set()
+        return dict(state), {}
     entries = dict(state)
+    bases: dict[str, bytes | None] = {}
     for ident, by_side in landed.items():
         old = state.get(ident)
         sides: dict[Side, Known | None] = {}
@@ -205,14 +219,20 @@ def effective_entries(
                 etag = prior.etag if prior else ""
                 sides[side] = Known(href, etag, p.other)
         entries[ident] = Entry(ident, sides["a"], sides["b"])
-    return entries, set(landed)
+        ka, kb = sides["a"], sides["b"]
+        written = next((p for p in by_side.values() if p.base is not None), None)
+        same = ka is not None and kb is not None and ka.hash == kb.hash
+        bases[ident] = written.base if written and same and ka.hash == written.hash else None
+    return entries, bases
 
 
 def _status(known: Known | None, item: Item | None) -> str:
     if known is None:
         return "absent" if item is None else "new"
     if item is None:
-        return "deleted"
+        # written by pimsync, never listed since: the side did not keep it (a server that
+        # answered 201 and dropped it), which is not a deletion by its user
+        return "dropped" if known.unseen else "deleted"
     return "same" if item.hash == known.hash else "changed"
 
 
@@ -229,14 +249,43 @@ def _guard(view: SideView, side: Side, state: Mapping[str, Entry]) -> str | None
     )
 
 
+def _mass_delete(
+    actions: Sequence[Action], state: Mapping[str, Entry], options: Options
+) -> str | None:
+    """The guard against mass deletion: more than ``max_delete`` of a side's records (a
+    fraction of them, and more than a few; or a count) would be deleted."""
+    limit = options.max_delete
+    for side in ("a", "b"):
+        n = sum(1 for act in actions if isinstance(act, Delete) and act.on == side)
+        if n == 0:
+            continue
+        had = sum(1 for e in state.values() if e.side(side) is not None)  # type: ignore[arg-type]
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            too_many, allowed = n > limit, f"max_delete = {limit}"
+        else:
+            too_many = n > MASS_DELETE_FLOOR and n > limit * had
+            allowed = f"more than max_delete = {limit:g} of them"
+        if too_many:
+            return (
+                f"this run would delete {n} of the {had} records on side {side} ({allowed}); "
+                "nothing was changed. If they were deleted on the other side on purpose, run "
+                "again with --force-delete (or raise the pair's max_delete)"
+            )
+    return None
+
+
 def plan(
     a: SideView,
     b: SideView,
     state: Mapping[str, Entry],
     pending: Sequence[Pending] = (),
     options: Options = Options(),
+    without_base: Collection[str] = (),
 ) -> Plan:
-    """Decide, for every ident on either side or in the state, what to do."""
+    """Decide, for every ident on either side or in the state, what to do.
+
+    ``without_base``: idents whose state row lacks its base; where one side's record is
+    at hand and both sides still hold what the state says, it is stored as the base."""
     if not options.force_delete:
         for side, view in (("a", a), ("b", b)):
             reason = _guard(view, side, state)  # type: ignore[arg-type]
@@ -244,6 +293,7 @@ def plan(
                 return Plan(stop=reason)
     entries, stale = effective_entries(state, pending, a, b)
     planner = _Planner(a, b, options)
+    planner.without_base = without_base
     redundant = _redundant_conflict_copies(pending, a, b)
     idents = set(a.items) | set(b.items) | set(entries)
     for ident in sorted(idents):
@@ -256,7 +306,12 @@ def plan(
                 Delete(ident, side, item, "conflict copy of an interrupted run, no longer needed")
             )
             continue
-        planner.decide(ident, entries.get(ident), state.get(ident), ident in stale)
+        planner.decide(ident, entries.get(ident), state.get(ident), ident in stale,
+                       stale.get(ident))  # fmt: skip
+    if not options.force_delete:
+        reason = _mass_delete(planner.actions, state, options)
+        if reason:
+            return Plan(stop=reason)
     return Plan(actions=planner.actions)
 
 
@@ -303,6 +358,7 @@ class _Planner:
         self.views: dict[Side, SideView] = {"a": a, "b": b}
         self.options = options
         self.actions: list[Action] = []
+        self.without_base: Collection[str] = ()
 
     def save(
         self,
@@ -311,10 +367,11 @@ class _Planner:
         b: Item | Known | None,
         reason: str = "",
         record: Record | None = None,
+        base: bytes | None = None,
     ) -> None:
         ka = a.known() if isinstance(a, Item) else a
         kb = b.known() if isinstance(b, Item) else b
-        self.actions.append(SaveState(ident, ka, kb, reason, record))
+        self.actions.append(SaveState(ident, ka, kb, reason, record, base))
 
     def copy(
         self,
@@ -325,14 +382,22 @@ class _Planner:
         known_to: Known | None,
         reason: str = "",
         details: tuple[str, ...] = (),
+        again: bool = False,
     ) -> None:
         if self.views[to].read_only:
             what = "create" if target is None else "update"
             self.actions.append(Skip(ident, to, what, reason))
             return
-        self.actions.append(Copy(ident, to, source, target, reason, details))
+        self.actions.append(Copy(ident, to, source, target, reason, details, again))
 
-    def decide(self, ident: str, entry: Entry | None, stored: Entry | None, stale: bool) -> None:
+    def decide(
+        self,
+        ident: str,
+        entry: Entry | None,
+        stored: Entry | None,
+        stale: bool,
+        landed_base: bytes | None = None,
+    ) -> None:
         A = self.views["a"].items.get(ident)
         B = self.views["b"].items.get(ident)
         if entry is None:
@@ -348,6 +413,9 @@ class _Planner:
             return
 
         sa, sb = _status(entry.a, A), _status(entry.b, B)
+        if "dropped" in (sa, sb):
+            self.dropped(ident, A, B, sa, sb)
+            return
         changed_a, changed_b = sa in ("new", "changed"), sb in ("new", "changed")
         if changed_a and changed_b:
             assert A is not None and B is not None
@@ -383,8 +451,22 @@ class _Planner:
         else:  # both the same: note moved etags or hrefs so that the next run is stat-only
             ka = A.known() if A else None
             kb = B.known() if B else None
-            if stale or stored is None or ka != stored.a or kb != stored.b:
-                self.save(ident, ka, kb)
+            record = (A.record if A else None) or (B.record if B else None)
+            heal = ident in self.without_base and record is not None
+            if stale or stored is None or ka != stored.a or kb != stored.b or heal:
+                # the record, if read, is the base (stored when both sides hold it)
+                self.save(ident, ka, kb, record=record, base=landed_base)
+
+    def dropped(self, ident: str, A: Item | None, B: Item | None, sa: str, sb: str) -> None:
+        """A side does not list what pimsync wrote to it (and never listed it since): it did
+        not keep it. Not a deletion: written again from the other side, and reported."""
+        gone: Side = "a" if sa == "dropped" else "b"
+        keep = B if gone == "a" else A
+        if keep is None:  # the other side has deleted it meanwhile (or dropped it too)
+            self.actions.append(Forget(ident))
+            return
+        reason = "the side never listed what an earlier run wrote to it; written again"
+        self.copy(ident, gone, keep, None, None, reason, again=True)
 
     def conflict(
         self,

@@ -21,6 +21,9 @@ class Known:
     href: str
     etag: str
     hash: str
+    #: pimsync wrote this record to a side that has not listed it since (a server's 201
+    #: is no proof that it kept it): its absence there is not a deletion
+    unseen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class Pending:
     side: Side
     hash: str | None
     other: str | None
+    #: the content written (for a write that proves to have landed: the new base)
+    base: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX records_a ON records (pair, collection, a_href, a_etag);
     CREATE INDEX records_b ON records (pair, collection, b_href, b_etag);
     """,
+    # 6: records written to a side that has not listed them since (a write a server may
+    # have dropped), and quick ways to find those and the rows without a base
+    """
+    ALTER TABLE records ADD COLUMN a_unseen INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE records ADD COLUMN b_unseen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_unseen ON records (pair, collection)
+        WHERE a_unseen = 1 OR b_unseen = 1;
+    CREATE INDEX records_without_base ON records (pair, collection, ident)
+        WHERE base IS NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -219,27 +229,77 @@ class StateDB:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """One transaction. A failure to write the database (a full disk, an I/O error)
+        is a :class:`StateError` naming the file: nothing is lost by it, since a write is
+        noted as pending before it is made and recognised by the next run."""
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            raise StateError(
+                f"cannot record the sync state ({exc}); nothing was lost: what this run "
+                "wrote is noted and the next run recognises it. Free some space (or fix "
+                "the disk) and run again",
+                where=str(self.path),
+            ) from exc
 
     # records -------------------------------------------------------------------------
     def entries(self, pair: str, collection: str) -> dict[str, Entry]:
         rows = self.db.execute(
-            "SELECT ident, a_href, a_etag, a_hash, b_href, b_etag, b_hash FROM records "
-            "WHERE pair = ? AND collection = ?",
+            "SELECT ident, a_href, a_etag, a_hash, a_unseen, b_href, b_etag, b_hash, b_unseen "
+            "FROM records WHERE pair = ? AND collection = ?",
             (pair, collection),
         )
         out: dict[str, Entry] = {}
-        for ident, ah, ae, ax, bh, be, bx in rows:
-            a = Known(ah, ae, ax) if ah is not None else None
-            b = Known(bh, be, bx) if bh is not None else None
+        for ident, ah, ae, ax, au, bh, be, bx, bu in rows:
+            a = Known(ah, ae, ax, bool(au)) if ah is not None else None
+            b = Known(bh, be, bx, bool(bu)) if bh is not None else None
             out[ident] = Entry(ident, a, b)
         return out
+
+    def unseen(self, pair: str, collection: str, side: Side) -> list[str]:
+        """The hrefs pimsync wrote to a side that it has not listed since."""
+        column = "a" if side == "a" else "b"
+        rows = self.db.execute(
+            f"SELECT {column}_href FROM records WHERE pair = ? AND collection = ? "  # noqa: S608
+            f"AND (a_unseen = 1 OR b_unseen = 1) AND {column}_unseen = 1",
+            (pair, collection),
+        )
+        return [r[0] for r in rows]
+
+    def seen_all(self, pair: str, collection: str) -> None:
+        """Both sides have listed every record written to them."""
+        self.db.execute(
+            "UPDATE records SET a_unseen = 0, b_unseen = 0 WHERE pair = ? AND collection = ? "
+            "AND (a_unseen = 1 OR b_unseen = 1)",
+            (pair, collection),
+        )
+
+    def without_base(self, pair: str, collection: str) -> list[str]:
+        """Idents whose two sides were the same after the last sync but whose base (the
+        content then) is missing: the next run that reads one of them stores it."""
+        rows = self.db.execute(
+            "SELECT ident FROM records WHERE pair = ? AND collection = ? AND base IS NULL "
+            "AND a_hash = b_hash",
+            (pair, collection),
+        )
+        return [r[0] for r in rows]
+
+    def has_entries(self, pair: str, collection: str) -> bool:
+        """Does the state remember any record of this collection? (One index seek.)"""
+        row = self.db.execute(
+            "SELECT 1 FROM records WHERE pair = ? AND collection = ? LIMIT 1", (pair, collection)
+        ).fetchone()
+        return row is not None
 
     def side_etags(self, pair: str, collection: str, side: Side) -> dict[str, str]:
         """href -> etag of one side as last synced (cheap: for the no-change check)."""
@@ -262,21 +322,27 @@ class StateDB:
         a, b = entry.a, entry.b
         values = (
             a.href if a else None, a.etag if a else None, a.hash if a else None,
+            int(a.unseen) if a else 0,
             b.href if b else None, b.etag if b else None, b.hash if b else None,
+            int(b.unseen) if b else 0,
         )  # fmt: skip
         if base is _KEEP:
             self.db.execute(
                 "INSERT INTO records (pair, collection, ident, a_href, a_etag, a_hash, "
-                "b_href, b_etag, b_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "a_unseen, b_href, b_etag, b_hash, b_unseen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (pair, collection, ident) DO UPDATE SET a_href = excluded.a_href, "
-                "a_etag = excluded.a_etag, a_hash = excluded.a_hash, b_href = excluded.b_href, "
-                "b_etag = excluded.b_etag, b_hash = excluded.b_hash",
+                "a_etag = excluded.a_etag, a_hash = excluded.a_hash, "
+                "a_unseen = excluded.a_unseen, b_href = excluded.b_href, "
+                "b_etag = excluded.b_etag, b_hash = excluded.b_hash, "
+                "b_unseen = excluded.b_unseen",
                 (pair, collection, entry.ident, *values),
             )
         else:
             self.db.execute(
                 "INSERT OR REPLACE INTO records (pair, collection, ident, a_href, a_etag, "
-                "a_hash, b_href, b_etag, b_hash, base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "a_hash, a_unseen, b_href, b_etag, b_hash, b_unseen, base) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (pair, collection, entry.ident, *values, base),
             )
 
@@ -289,10 +355,10 @@ class StateDB:
     # pending writes ------------------------------------------------------------------
     def pending(self, pair: str, collection: str) -> list[Pending]:
         rows = self.db.execute(
-            "SELECT ident, side, hash, other FROM pending WHERE pair = ? AND collection = ?",
+            "SELECT ident, side, hash, other, base FROM pending WHERE pair = ? AND collection = ?",
             (pair, collection),
         )
-        return [Pending(ident, side, h, o) for ident, side, h, o in rows]
+        return [Pending(ident, side, h, o, base) for ident, side, h, o, base in rows]
 
     def add_pending(
         self, pair: str, collection: str, rows: Iterable[tuple[Pending, bytes | None]]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError
 from pimsync.execute import Executor, Stats
+from pimsync.interrupt import Interrupted, signal_name
 from pimsync.model import prepare
 from pimsync.model.record import Record
 from pimsync.plan import Merge, Options, Plan, SideView, Skip, plan, plan_meta, settle
@@ -63,6 +64,8 @@ class _Side:
     view: SideView
     token: str | None
     complete: bool  # every change this listing reported was read
+    #: hrefs listed, then gone when read: the collection is read again (another pass)
+    vanished: list[str] = field(default_factory=list)
 
 
 class Reporter:
@@ -91,15 +94,20 @@ def read_side(
     errors: list[str],
     progress: Callable[[str, int, int], None] | None = None,
     listing: Listing | None = None,
+    also_read: Container[str] = (),
 ) -> _Side:
-    """List a collection and read what changed since the state; build the planner's view."""
+    """List a collection and read what changed since the state; build the planner's view.
+    ``also_read``: hrefs to read even if unchanged (to store a missing base)."""
     if listing is None:
         listing = col.list(token)
     known: dict[str, tuple[str, str, str]] = {}  # href -> (ident, etag, hash)
+    unseen: list[str] = []  # written by pimsync, not listed by this side since
     for ident, entry in entries.items():
         k = entry.side(side)
         if k is not None:
             known[k.href] = (ident, k.etag, k.hash)
+            if k.unseen:
+                unseen.append(k.href)
     if listing.delta:
         current: dict[str, str] = {href: etag for href, (_, etag, _) in known.items()}
         for href, etag in listing.items.items():
@@ -107,6 +115,11 @@ def read_side(
                 current.pop(href, None)
             else:
                 current[href] = etag
+        for href in unseen:
+            # the token predates pimsync's write: a server that kept the record reports it
+            # as a change; one that does not has not kept it
+            if href not in listing.items:
+                current.pop(href, None)
     else:
         current = {href: etag for href, etag in listing.items.items() if etag is not None}
 
@@ -115,15 +128,12 @@ def read_side(
     skip: set[str] = set()
     uncertain = False
     changed: list[str] = []
-    for href, etag in current.items():
-        k = known.get(href)
-        if k is not None and k[1] == etag:
-            items[k[0]] = Item(href, etag, k[2])
-            hrefs_of.setdefault(k[0], []).append(href)
-        else:
-            changed.append(href)
+    vanished: list[str] = []
 
     def unreadable(href: str | None, exc: PimsyncError, uid: str | None) -> None:
+        """A record that exists but cannot be read is never taken as deleted: its ident is
+        left alone on both sides; if it cannot be told which ident it is, no deletion is
+        propagated from this side."""
         nonlocal uncertain
         errors.append(f"{side}: {exc}")
         ident = known[href][0] if href in known else uid
@@ -131,6 +141,17 @@ def read_side(
             uncertain = True
         else:
             skip.add(ident)
+
+    for href, exc in listing.unreadable.items():
+        current.pop(href, None)
+        unreadable(href, exc, None)
+    for href, etag in current.items():
+        k = known.get(href)
+        if k is not None and k[1] == etag and href not in also_read:
+            items[k[0]] = Item(href, etag, k[2])
+            hrefs_of.setdefault(k[0], []).append(href)
+        else:
+            changed.append(href)
 
     for exc in listing.errors:
         unreadable(None, exc, exc.uid)
@@ -143,7 +164,14 @@ def read_side(
                 items[record.ident] = Item(fetched.href, fetched.etag, record.hash, record)
                 hrefs_of.setdefault(record.ident, []).append(fetched.href)
             elif isinstance(fetched.error, NotFound):
-                continue  # deleted between listing and reading: it is gone
+                # listed, then gone when read (an editor replacing the file, a phone's
+                # write on the server): not a deletion. Left alone in this pass; the
+                # collection is listed again in the next one.
+                vanished.append(fetched.href)
+                if fetched.href in known:
+                    skip.add(known[fetched.href][0])
+                else:
+                    uncertain = True
             else:
                 assert fetched.error is not None
                 uid = fetched.error.uid if isinstance(fetched.error, MalformedRecord) else None
@@ -158,7 +186,7 @@ def read_side(
             items.pop(ident, None)
     complete = not uncertain and not skip
     view = SideView(items, frozenset(skip), uncertain, read_only)
-    return _Side(view, listing.token, complete)
+    return _Side(view, listing.token, complete, vanished)
 
 
 def sync_collection(
@@ -199,6 +227,7 @@ def sync_collection(
             # the common case: no record content read, no plan made
             with db.transaction():
                 db.set_tokens(name, collection, listings["a"].token, listings["b"].token)
+                db.seen_all(name, collection)  # both sides listed what was written to them
                 db.finish_run(name, collection, "ok", result.summary(), [])
             return result
         prepare(
@@ -209,8 +238,9 @@ def sync_collection(
         sides = {s: reader.read(s, listings[s]) for s in ("a", "b")}
         read_errors = reader.errors["a"] + reader.errors["b"]
         the_plan: Plan = plan(
-            sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options
-        )
+            sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options,
+            reader.without_base,
+        )  # fmt: skip
         the_plan = settle(
             the_plan, load_bases(db, name, collection, the_plan, sides["a"].view.items),
             sides["a"].view, sides["b"].view, pair.options,
@@ -231,9 +261,14 @@ def sync_collection(
                 reporter.error(f"{where}: {line}")
             retry, stats.retry = stats.retry, set()
             result.stats.add(stats)
-            if retry and attempt < MAX_PASSES:
+            vanished = [(s, h) for s in ("a", "b") for h in sides[s].vanished]
+            if (retry or vanished) and attempt < MAX_PASSES:
                 continue  # read again and plan those records anew
             result.stats.retry = retry
+            read_errors += [
+                f"{s}: {cols[s].where}: {h} was listed, then gone when it was read, in every "
+                "attempt; left alone on both sides" for s, h in vanished
+            ]  # fmt: skip
         for line in read_errors:
             reporter.error(f"{where}: {line}")
         result.stats.errors[:0] = read_errors
@@ -283,17 +318,33 @@ class _Reader:
         self.errors: dict[Side, list[str]] = {"a": [], "b": []}
         self._entries: dict[str, Entry] | None = None
         self._sides: dict[Side, _Side] = {}
+        #: rows without a base (a crash of an older version): read on one side to heal
+        self.without_base: frozenset[str] = frozenset()
+        #: the side read for that: a local one where there is one
+        self._heal_side: Side = "b" if getattr(cols["a"], "remote", False) else "a"
+        if getattr(cols[self._heal_side], "remote", False) and not getattr(
+            cols[other(self._heal_side)], "remote", False
+        ):
+            self._heal_side = other(self._heal_side)
 
     def entries(self) -> dict[str, Entry]:
         if self._entries is None:
             self._entries = self.db.entries(self.pair, self.collection)
+            self.without_base = frozenset(self.db.without_base(self.pair, self.collection))
         return self._entries
 
     def read(self, side: Side, listing: Listing) -> _Side:
         if side not in self._sides:
+            entries = self.entries()
+            also: set[str] = set()
+            if side == self._heal_side:
+                for ident in self.without_base:
+                    k = entries[ident].side(side) if ident in entries else None
+                    if k is not None:
+                        also.add(k.href)
             self._sides[side] = read_side(
-                self.cols[side], side, self.entries(), self.tokens[side], self.read_only[side],
-                self.errors[side], self.progress, listing,
+                self.cols[side], side, entries, self.tokens[side], self.read_only[side],
+                self.errors[side], self.progress, listing, also,
             )  # fmt: skip
         return self._sides[side]
 
@@ -313,10 +364,16 @@ def _both(work: Callable[[Side], _T], waits: Side | None) -> dict[Side, _T]:
         return {"a": work("a"), "b": work("b")}
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pimsync-side") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pimsync-side")
+    try:
         later = pool.submit(work, waits)
         here = work(other(waits))
-        return {waits: later.result(), other(waits): here}
+        result = {waits: later.result(), other(waits): here}
+    except BaseException:  # a failure or a signal to stop: do not wait for the server
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return result
 
 
 def _list_sides(
@@ -350,9 +407,13 @@ def _side_unchanged(db: StateDB, pair: str, collection: str, side: Side, listing
     """Does a side list exactly what the state remembers of it? A delta listing counts
     as unchanged when every change it reports is one the state knows already (the writes
     of the last run, which a token taken before them reports again)."""
-    if listing.errors:
+    if listing.errors or listing.unreadable:
         return False
     if listing.delta:
+        # what pimsync wrote here in the last run must be among the changes the server
+        # reports since the token (taken before those writes); else it may have dropped it
+        if any(listing.items.get(h) is None for h in db.unseen(pair, collection, side)):
+            return False
         if not listing.items:
             return True
         known = db.side_etags(pair, collection, side)
@@ -370,9 +431,10 @@ def _nothing_changed(
     listings: Mapping[Side, Listing],
     unchanged: Mapping[Side, bool] | None = None,
 ) -> bool:
-    """Does every side list exactly what the state remembers (and nothing is pending)?
-    ``unchanged``: what is known already of some sides."""
-    if db.pending(pair, collection):
+    """Does every side list exactly what the state remembers (and nothing is pending, no
+    write is waiting to be listed, no row lacks its base)? ``unchanged``: what is known
+    already of some sides."""
+    if db.pending(pair, collection) or db.without_base(pair, collection):
         return False
     known = unchanged or {}
     return all(
@@ -450,20 +512,38 @@ def sync_pair(
     dry_run: bool = False,
     force_delete: bool = False,
 ) -> list[CollectionResult]:
-    present = {s: {c.id for c in storages[s].collections()} for s in ("a", "b")}
-    wanted = pick_collections(pair.collections, present["a"], present["b"])
+    infos = {s: {c.id: c for c in storages[s].collections()} for s in ("a", "b")}
     known = set(db.known_collections(pair.name))
+    for s in ("a", "b"):
+        missing = {c for c in known if c not in infos[s] and db.has_entries(pair.name, c)}
+        if missing and _cached(storages[s]):
+            # the server's collections were remembered from an earlier run: a collection
+            # that is not among them may be one this list never saw (an interrupted run
+            # created it). Ask the server itself before saying anything is gone.
+            storages[s].discover()  # type: ignore[attr-defined]
+            infos[s] = {c.id: c for c in storages[s].collections()}
+    present = {s: set(infos[s]) for s in ("a", "b")}
+    wanted = pick_collections(pair.collections, present["a"], present["b"])
     results = []
     for cid in wanted:
         cols: dict[Side, Collection] = {}
         created: list[Side] = []
-        problem = None
+        problem = next(
+            (
+                infos[s][cid].problem
+                for s in ("a", "b")
+                if cid in infos[s] and infos[s][cid].problem
+            ),
+            None,
+        )  # listed but unusable on one side: nothing is done on either side
         for s in ("a", "b"):
+            if problem:
+                break
             storage = storages[s]  # type: ignore[index]
             if cid in present[s]:
                 cols[s] = storage.collection(cid)  # type: ignore[index]
                 continue
-            if cid in known and db.entries(pair.name, cid) and not force_delete:
+            if cid in known and db.has_entries(pair.name, cid) and not force_delete:
                 problem = (
                     f"collection {cid!r} is gone from storage {storage.name!r} ({s}) but was "
                     "synced before; nothing was changed. To delete its records on the other "
@@ -481,6 +561,11 @@ def sync_pair(
                 cols[s] = storage.create_collection(cid)  # type: ignore[index]
                 created.append(s)  # type: ignore[arg-type]
                 reporter.action(f"{pair.name}/{cid}: created collection on {s} ({storage.name})")
+                # remembered at once: a run interrupted during the first upload must not
+                # find it missing from the list of the server's collections next time
+                from pimsync.storage import remember_discovery
+
+                remember_discovery([storage], db)
             except PimsyncError as exc:
                 problem = f"cannot create collection {cid!r} in {storage.name!r}: {exc}"
                 break
@@ -510,7 +595,7 @@ def sync_pair(
             read_only = {s: storages[s].read_only for s in ("a", "b")}
             options = pair.options
             if force_delete and not options.force_delete:
-                options = Options(options.conflict, True, options.fallback)
+                options = replace(options, force_delete=True)
             settings = PairSettings(pair.name, pair.collections, options)
             try:
                 result = sync_collection(
@@ -523,11 +608,49 @@ def sync_pair(
                     dry_run=dry_run,  # type: ignore[arg-type]
                 )
             except PimsyncError as exc:
-                result = CollectionResult(cid, stopped=str(exc))
-                reporter.error(f"{pair.name}/{cid}: {exc}")
+                why = _gone(exc, cid, cols, storages) or str(exc)
+                result = CollectionResult(cid, stopped=why)
+                reporter.error(f"{pair.name}/{cid}: {why}")
+            except Interrupted as exc:
+                if not dry_run:  # `pimsync status` tells; what landed is in the state
+                    why = f"interrupted by {signal_name(exc.signum)}"
+                    with db.transaction():
+                        db.finish_run(pair.name, cid, "interrupted", why, [why])
+                raise
         reporter.collection_done(pair.name, result)
         results.append(result)
     return results
+
+
+def _gone(
+    exc: PimsyncError, cid: str, cols: Mapping[Side, Collection], storages: Mapping[Side, Storage]
+) -> str | None:
+    """If a server answered 404 for the collection, ask it for its collections again:
+    when it no longer lists this one, say so (and what --force-delete would do)."""
+    if getattr(exc, "status", None) not in (404, 410):
+        return None
+    for s in ("a", "b"):
+        storage = storages[s]  # type: ignore[index]
+        where = str(exc.where or "")
+        if not where.startswith(cols[s].where) or not hasattr(storage, "discover"):  # type: ignore[index]
+            continue
+        try:
+            storage.discover()
+        except PimsyncError:
+            return None
+        if cid not in {c.id for c in storage.collections()}:
+            return (
+                f"collection {cid!r} is gone from storage {storage.name!r} ({s}): the server "
+                "no longer has it; nothing was changed. To delete its records on the other "
+                "side too, run again with --force-delete"
+            )
+    return None
+
+
+def _cached(storage: Storage) -> bool:
+    """Does this storage list collections it remembered from an earlier run (a server's,
+    from the discovery cache) rather than ones it asked for in this run?"""
+    return getattr(storage, "discovered", True) is False and hasattr(storage, "discover")
 
 
 class _EmptyCollection:

@@ -15,7 +15,13 @@ left, ``probability`` drawn from a seeded ``random.Random``) decides:
   server did the work and only the answer is lost);
 * ``respond(status, headers, body)``: answer this instead of forwarding (``after=True``:
   forward first, then answer this);
-* ``delay(seconds)``: wait, then forward (to go past a client's timeout);
+* ``delay(seconds)``: wait, then forward (to go past a client's timeout; a long delay is
+  a server that accepts the request and never answers);
+* ``stream(status, headers, pieces)``: answer with a body made as it is sent, never held
+  whole: ``pieces(request)`` yields bytes (it may go on for ever), sent with
+  ``length=`` as Content-Length, or chunked (``chunked=True``), or until the connection
+  closes; ``pace=`` seconds between pieces (a trickle). With ``raw=True`` the pieces are
+  written to the socket as they are, status line and headers included (to trickle those);
 * ``rewrite(func)``: forward, then answer ``func(request, status, headers, body)`` (a
   ``(status, headers, body)`` tuple; ``request`` is the ``Seen`` record of the request);
   with ``forward=False`` the request is not forwarded and ``func`` gets ``(request, 0,
@@ -39,7 +45,7 @@ import socket
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,6 +91,11 @@ class Rule:
     payload: bytes = b""
     seconds: float = 0.0
     func: RewriteFunc | None = None
+    pieces: Callable[[Seen], Iterable[bytes]] | None = None  # stream: the body, as sent
+    length: int | None = None  # stream: the Content-Length to announce
+    chunked: bool = False  # stream: Transfer-Encoding chunked
+    pace: float = 0.0  # stream: seconds between pieces
+    raw: bool = False  # stream: pieces are the whole answer, status line and headers too
     fired: int = 0
 
     def matches(self, method: str, path: str, body: bytes) -> bool:
@@ -204,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._drop()
                     return
                 self._answer(seen, *self._forward(body))
+            elif rule.action == "stream":
+                self._stream(seen, rule)
             elif rule.action == "rewrite":
                 assert rule.func is not None
                 if rule.forward:
@@ -263,6 +276,45 @@ class _Handler(BaseHTTPRequestHandler):
         if not no_body:
             self.wfile.write(body)
         self.wfile.flush()
+
+    def _stream(self, seen: Seen, rule: Rule) -> None:
+        assert rule.pieces is not None
+        stopping = self.server.proxy._stopping
+        seen.status = rule.status
+        if not rule.raw:
+            self.send_response_only(rule.status)
+            for name, value in rule.headers:
+                self.send_header(name, value)
+            if rule.chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            elif rule.length is not None:
+                self.send_header("Content-Length", str(rule.length))
+            else:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.flush()
+        sent = 0
+        complete = False
+        for piece in rule.pieces(seen):
+            if stopping.is_set():
+                break
+            if rule.chunked and not rule.raw:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if piece else b"")
+            else:
+                self.wfile.write(piece)
+            self.wfile.flush()
+            sent += len(piece)
+            if rule.pace and stopping.wait(rule.pace):
+                break
+        else:
+            complete = True
+            if rule.chunked and not rule.raw:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+        seen.extra["sent"] = sent
+        framed = rule.chunked or (rule.length is not None and sent == rule.length)
+        if rule.raw or not complete or not framed:
+            self._drop()
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -371,6 +423,33 @@ class FaultProxy:
 
     def delay(self, seconds: float, **match: object) -> Rule:
         return self.add(Rule("delay", seconds=seconds, **match))  # type: ignore[arg-type]
+
+    def stream(
+        self,
+        status: int,
+        headers: Mapping[str, str] | Headers,
+        pieces: Callable[[Seen], Iterable[bytes]],
+        *,
+        length: int | None = None,
+        chunked: bool = False,
+        pace: float = 0.0,
+        raw: bool = False,
+        **match: object,
+    ) -> Rule:
+        hdrs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        return self.add(
+            Rule(
+                "stream",
+                status=status,
+                headers=hdrs,
+                pieces=pieces,
+                length=length,
+                chunked=chunked,
+                pace=pace,
+                raw=raw,
+                **match,  # type: ignore[arg-type]
+            )
+        )
 
     def rewrite(self, func: RewriteFunc, *, forward: bool = True, **match: object) -> Rule:
         return self.add(Rule("rewrite", func=func, forward=forward, **match))  # type: ignore[arg-type]

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
+import json
 import logging
 import pickle
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import keyring
 import keyring.backend
 import keyring.backends.fail
+import keyring.errors
 import pytest
 
 from pimsync import credentials
 from pimsync.config import StorageConfig
 from pimsync.credentials import CredentialError, Secret, get_password
 from pimsync.errors import PimsyncError
+from tests.conftest import make_event
 
 PASSWORD = "hunter2-S3cr3t!"
 
@@ -200,6 +206,9 @@ def test_password_command_empty_first_line(tmp_path):
     assert_hidden(info.value)
 
 
+WITHHELD = "its output is not shown: it may hold the password; run the command yourself"
+
+
 def test_password_command_fails_with_stderr(tmp_path):
     cmd = script(
         tmp_path,
@@ -213,26 +222,87 @@ def test_password_command_fails_with_stderr(tmp_path):
         get_password(dav("nas", password_command=cmd))
     msg = str(info.value)
     assert isinstance(info.value, PimsyncError)
-    assert "storages.nas.password_command" in msg
-    assert sys.executable in msg
-    assert "exited with status 3" in msg
-    assert "gpg: decryption failed: No secret key" in msg
-    assert "more detail" not in msg
+    assert msg == (
+        f"storages.nas.password_command: {sys.executable!r} exited with status 3 "
+        f"({WITHHELD} to see it)"
+    )
+    # the command's output is never echoed, not even its error output
+    assert "gpg" not in msg and "more detail" not in msg
     assert_hidden(info.value)
 
 
 def test_password_in_stderr_is_redacted(tmp_path):
+    """The command's error output is not shown at all: not the password, nor a variant of
+    it a redaction could not know of (here the password without its last character)."""
     cmd = script(
         tmp_path,
         f"""\
         print({PASSWORD!r})
         sys.stderr.write('oops, the password is ' + {PASSWORD!r} + '\\n')
+        sys.stderr.write({PASSWORD[:-1]!r} + '\\n')
         sys.exit(1)
         """,
     )
     with pytest.raises(CredentialError) as info:
         get_password(dav(password_command=cmd))
-    assert "oops, the password is ***" in str(info.value)
+    assert "exited with status 1" in str(info.value) and WITHHELD in str(info.value)
+    assert "oops" not in str(info.value)
+    assert_hidden(info.value)
+    assert_hidden(info.value, PASSWORD[:-1])
+
+
+def test_password_on_stderr_only_exit_0_is_not_shown(tmp_path):
+    cmd = script(tmp_path, f"sys.stderr.write({PASSWORD!r} + '\\n')\n")
+    with pytest.raises(CredentialError) as info:
+        get_password(dav("nas", password_command=cmd))
+    msg = str(info.value)
+    assert "exited with status 0 but printed nothing on its standard output" in msg
+    assert WITHHELD in msg
+    assert_hidden(info.value)
+
+
+def test_password_on_stderr_failing_without_stdout_is_not_shown(tmp_path):
+    """A failing command has an empty stdout: the old redaction hid nothing then."""
+    cmd = script(tmp_path, f"sys.stderr.write({PASSWORD!r} + '\\n'); sys.exit(1)\n")
+    with pytest.raises(CredentialError) as info:
+        get_password(dav(password_command=cmd))
+    assert "exited with status 1" in str(info.value) and WITHHELD in str(info.value)
+    assert_hidden(info.value)
+
+
+def test_password_command_killed_by_a_signal(tmp_path):
+    cmd = script(
+        tmp_path,
+        f"""\
+        import os, signal
+        print({PASSWORD!r}, flush=True)
+        sys.stderr.write({PASSWORD!r})
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    with pytest.raises(CredentialError) as info:
+        get_password(dav(password_command=cmd))
+    assert "was killed by signal 9 (SIGKILL)" in str(info.value)
+    assert WITHHELD in str(info.value)
+    assert_hidden(info.value)
+
+
+def test_password_command_failing_silently_says_so(tmp_path):
+    with pytest.raises(CredentialError) as info:
+        get_password(dav(password_command=script(tmp_path, "sys.exit(4)\n")))
+    assert str(info.value).endswith("exited with status 4 (it printed nothing)")
+
+
+def test_password_command_not_utf8_first_line(tmp_path):
+    cmd = script(
+        tmp_path,
+        f"sys.stdout.buffer.write(b'\\xff' + {PASSWORD.encode()!r} + b'\\n')\n"
+        f"sys.stderr.write({PASSWORD!r})\n",
+    )
+    with pytest.raises(CredentialError) as info:
+        get_password(dav(password_command=cmd))
+    assert "not valid UTF-8" in str(info.value) and WITHHELD in str(info.value)
     assert_hidden(info.value)
 
 
@@ -301,8 +371,9 @@ def test_failure_is_cached_too(tmp_path):
         """,
     )
     for _ in range(3):
-        with pytest.raises(CredentialError, match="status 2: locked"):
+        with pytest.raises(CredentialError, match=r"status 2 \(its output is not shown") as info:
             get_password(dav(password_command=cmd))
+        assert "locked" not in str(info.value)
     assert runs.read_text().count("run") == 1
 
 
@@ -362,3 +433,155 @@ def test_keyring_secret_never_shown(memory_keyring, caplog):
         logging.getLogger("pimsync").info("got %s / %r", secret, secret)
     assert PASSWORD not in caplog.text
     assert PASSWORD not in repr(secret) and PASSWORD not in f"{secret}"
+
+
+class BrokenKeyring(MemoryKeyring):
+    """A keyring whose backend fails with a message that holds what it read."""
+
+    error: type[Exception] = keyring.errors.KeyringLocked
+
+    def get_password(self, service, username):
+        raise self.error(f"cannot decode entry {PASSWORD!r} for {username}")
+
+
+@pytest.mark.parametrize("error", [keyring.errors.KeyringLocked, ValueError])
+def test_keyring_error_text_is_not_shown(error):
+    old = keyring.get_keyring()
+    broken = BrokenKeyring()
+    broken.error = error
+    keyring.set_keyring(broken)
+    try:
+        with pytest.raises(CredentialError) as info:
+            get_password(dav("nas", username="bob", keyring="my svc"))
+    finally:
+        keyring.set_keyring(old)
+    msg = str(info.value)
+    assert msg.startswith("storages.nas.keyring: the keyring could not be read ")
+    assert error.__name__ in msg and "keyring get 'my svc' bob" in msg
+    assert "cannot decode" not in msg
+    assert_hidden(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+# --------------------------------------------------------------------------- the real CLI
+
+CLI_SECRET = "hunter2-SECRET"
+COMMANDS = ("run", "check", "discover", "export")
+
+
+def cli_config(tmp_path: Path, server, command: list[str]) -> Path:
+    """A vdir paired with a CalDAV storage whose password comes from *command*, and an
+    export of that storage."""
+    col = f"c{uuid.uuid4().hex[:10]}"
+    (tmp_path / "pc" / col).mkdir(parents=True)
+    (tmp_path / "pc" / col / "x.ics").write_bytes(make_event(f"x-{col}", "Dentist"))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f"""
+[general]
+state_dir = "state"
+
+[storages.pc]
+type = "vdir"
+path = "pc"
+fileext = ".ics"
+
+[storages.server]
+type = "caldav"
+url = "{server.url}"
+username = "alice"
+password_command = {json.dumps(command)}
+
+[pairs.p]
+a = "pc"
+b = "server"
+collections = ["{col}"]
+
+[exports.nightly]
+storages = ["server"]
+path = "backups"
+"""
+    )
+    return cfg
+
+
+def pimsync(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pimsync", "--config", str(cfg), *args],
+        cwd=cfg.parent, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def assert_never_shown(proc: subprocess.CompletedProcess[str], *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in proc.stdout, proc.stdout
+        assert secret not in proc.stderr, proc.stderr
+
+
+def files_hold(directory: Path, secret: bytes) -> list[Path]:
+    """Files under *directory* whose bytes (or, for an archive, unpacked members) hold
+    *secret*."""
+    found = []
+    for path in directory.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name.endswith(".gz"):
+                data += gzip.decompress(data)
+            if secret in data:
+                found.append(path)
+    return found
+
+
+FAILING = {
+    # the password on both outputs, then a failure (the redaction of old hid this one)
+    "stdout+stderr, exit 1": f"echo {CLI_SECRET} >&2; echo {CLI_SECRET}; exit 1",
+    # a failing command prints nothing on stdout: nothing was known to redact
+    "stderr only, exit 1": f"echo {CLI_SECRET} >&2; exit 1",
+    # exit 0 but the password went to stderr only
+    "stderr only, exit 0": f"echo {CLI_SECRET} >&2",
+    "stderr, empty first line, exit 0": f"echo; echo {CLI_SECRET}; echo {CLI_SECRET}x >&2",
+    "stderr, killed": f"echo {CLI_SECRET} >&2; echo {CLI_SECRET}; kill -9 $$",
+}
+
+
+@pytest.mark.parametrize("script_text", FAILING.values(), ids=FAILING.keys())
+def test_cli_never_shows_a_failing_password_command_output(tmp_path, radicale, script_text):
+    cfg = cli_config(tmp_path, radicale, ["sh", "-c", script_text])
+    for command in COMMANDS:
+        for verbosity in ((), ("-v",)):
+            proc = pimsync(cfg, command, *verbosity)
+            assert_never_shown(proc, CLI_SECRET)
+            assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
+            assert "storages.server.password_command: 'sh' " in proc.stderr, proc.stderr
+            assert "not shown" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
+
+
+def test_cli_never_shows_a_working_password(tmp_path, radicale):
+    """Exit 0, the password on stdout (used) and on stderr (ignored): everything syncs
+    and is archived; the password is in no output, not in the state database, not in
+    the archive, nor is the Authorization header made of it."""
+    cfg = cli_config(tmp_path, radicale, ["sh", "-c", f"echo {CLI_SECRET} >&2; echo {CLI_SECRET}"])
+    basic = base64.b64encode(f"alice:{CLI_SECRET}".encode()).decode()
+    for command in COMMANDS:
+        proc = pimsync(cfg, command, "-v")
+        assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+        assert_never_shown(proc, CLI_SECRET, basic)
+    [archive] = (tmp_path / "backups").iterdir()
+    assert b"Dentist" in gzip.decompress(archive.read_bytes())
+    for secret in (CLI_SECRET.encode(), basic.encode()):
+        assert files_hold(tmp_path / "state", secret) == []
+        assert files_hold(tmp_path / "backups", secret) == []
+
+
+def test_cli_refused_password_is_never_shown(tmp_path, radicale_auth):
+    """The server refuses the password the command printed (stderr has it too)."""
+    cfg = cli_config(
+        tmp_path, radicale_auth, ["sh", "-c", f"echo {CLI_SECRET} >&2; echo {CLI_SECRET}"]
+    )
+    for command in COMMANDS:
+        proc = pimsync(cfg, command, "-v")
+        assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
+        assert "401" in proc.stderr and "Traceback" not in proc.stderr
+        assert_never_shown(proc, CLI_SECRET)
+    assert files_hold(tmp_path / "state", CLI_SECRET.encode()) == []

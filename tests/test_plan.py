@@ -267,3 +267,71 @@ def test_meta_conflict_and_read_only():
         {"color": "#111111"}, {"color": "#000000"}, base, ["color"], read_only=(False, True)
     )
     assert p.set_b == {} and p.base == base  # read-only b: not written, base kept
+
+
+# -- never lose a record ----------------------------------------------------------------
+def test_dropped_write_is_written_again_not_deleted():
+    # pimsync wrote x to b (a server) and b has not listed it since: not a deletion
+    e = Entry("x", known("x", "1"), Known("x.vcf", "e1", "1", unseen=True))
+    y = ("y", item("y", "9"))  # b lists something: not the empty-side guard
+    state = {"x": e, "y": entry("y", "9", "9")}
+    act = only(plan(view(("x", item("x", "1")), y), view(y), state))
+    assert isinstance(act, Copy) and act.to == "b" and act.target is None and act.again
+    # an edit on a meanwhile goes there too
+    act = only(plan(view(("x", item("x", "2")), y), view(y), state))
+    assert isinstance(act, Copy) and act.source.hash == "2" and act.again
+
+
+def test_dropped_write_deleted_on_the_other_side_is_forgotten():
+    e = Entry("x", known("x", "1"), Known("x.vcf", "e1", "1", unseen=True))
+    y = ("y", item("y", "9"))
+    act = only(plan(view(y), view(y), {"x": e, "y": entry("y", "9", "9")}))
+    assert isinstance(act, Forget)
+
+
+def test_a_listed_write_is_seen():
+    e = Entry("x", known("x", "1"), Known("x.vcf", "e1", "1", unseen=True))
+    act = only(plan(view(("x", item("x", "1"))), view(("x", item("x", "1", etag="e"))), {"x": e}))
+    assert isinstance(act, SaveState) and act.b is not None and not act.b.unseen
+
+
+def _many(n: int, skip: int = 0) -> SideView:
+    return view(*((f"r{i}", item(f"r{i}", "1")) for i in range(skip, n)))
+
+
+def test_mass_deletion_stops_the_collection():
+    state = {f"r{i}": entry(f"r{i}", "1", "1") for i in range(20)}
+    p = plan(_many(20), _many(20, skip=11), state)  # 11 of 20 deleted on b
+    assert p.stop and "would delete 11 of the 20 records on side a" in p.stop
+    assert "--force-delete" in p.stop and not p.actions
+    p = plan(_many(20), _many(20, skip=11), state, options=Options(force_delete=True))
+    assert p.stop is None and sum(isinstance(a, Delete) for a in p.actions) == 11
+    assert plan(_many(20), _many(20, skip=10), state).stop is None  # half: not more
+    small = {f"r{i}": entry(f"r{i}", "1", "1") for i in range(8)}
+    assert plan(_many(8), _many(8, skip=5), small).stop is None  # not more than a few
+    assert plan(_many(20), _many(20, skip=11), state, options=Options(max_delete=1.0)).stop is None
+
+
+def test_max_delete_count():
+    state = {f"r{i}": entry(f"r{i}", "1", "1") for i in range(20)}
+    assert plan(_many(20), _many(20, skip=3), state, options=Options(max_delete=2)).stop
+    assert plan(_many(20), _many(20, skip=2), state, options=Options(max_delete=2)).stop is None
+    assert plan(_many(20), _many(20, skip=1), state, options=Options(max_delete=0)).stop
+
+
+def test_landed_pending_write_carries_its_base():
+    # a crashed run wrote 2 to b (the note holds the content); b now holds it, a too
+    a = view(("x", item("x", "2")))
+    b = view(("x", item("x", "2")))
+    pending = [Pending("x", "b", "2", "2", b"BEGIN:VCARD...")]
+    act = only(plan(a, b, {"x": entry("x", "1", "1")}, pending))
+    assert isinstance(act, SaveState) and act.base == b"BEGIN:VCARD..."
+
+
+def test_a_row_without_base_is_healed_when_a_record_is_at_hand():
+    a = view(("x", item("x", "1")))
+    b = view(("x", Item("x.vcf", "e1", "1")))  # listed, not read
+    state = {"x": entry("x", "1", "1")}
+    assert plan(a, b, state).actions == []  # nothing to do
+    act = only(plan(a, b, state, without_base={"x"}))
+    assert isinstance(act, SaveState) and act.record is not None

@@ -10,14 +10,25 @@ is read again (a few rounds), and the manifest says if the collection never sett
 Streaming: records are read in small batches and written to a spool file, never held all
 at once. Safe: the archive is written under a temporary name, verified, and only then
 renamed into place, with mode 0600; a failure leaves earlier archives untouched.
+
+Temporary files: the archive being written is ``.<archive>.<pid>.tmp``, locked
+(``flock``) by the export writing it for as long as it exists; spool files have no name
+(``O_TMPFILE``; where the file system cannot do that, a locked ``.<archive>.<pid>.<n>.tmp``
+removed at once). An export killed midway (``kill -9``, a power cut) leaves its
+``.tmp`` behind; the next export of that export name removes, in its directory, the
+files named exactly so that no live export holds locked (:func:`remove_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import itertools
 import json
 import os
+import re
+import stat
 import tarfile
 import tempfile
 import time
@@ -26,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from pimsync import __version__
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError, StorageError
@@ -66,6 +78,17 @@ class Written:
 
     path: Path
     errors: list[str]
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+
+
+def _without_userinfo(text: str) -> str:
+    """*text* with the user name and password of any URL in it removed
+    (``https://alice:pw@host/`` -> ``https://host/``). A configured URL never has them,
+    but a server's redirect may: an archive, its manifest and the export's messages
+    never keep them."""
+    return _USERINFO.sub(r"\1", text)
 
 
 def _member_name(storage: str, collection: str, kind: str) -> str:
@@ -165,11 +188,15 @@ class _Spool:
     then head + body + tail copied into the archive. ``index`` says which versions in the
     body count, and holds what the manifest needs."""
 
-    def __init__(self, directory: Path, kind: str) -> None:
+    def __init__(
+        self, directory: Path, kind: str, new_file: Callable[[], BinaryIO] | None = None
+    ) -> None:
         from pimsync.model import Joiner
 
         self.joiner = Joiner(kind)  # type: ignore[arg-type]
-        self.body = tempfile.TemporaryFile(dir=directory)
+        self.body: BinaryIO = (
+            new_file() if new_file is not None else tempfile.TemporaryFile(dir=directory)
+        )
         self.index = _Index()
 
     def add(self, href: str, etag: str, record: Record) -> None:
@@ -232,23 +259,25 @@ def snapshot(
     collection_id: str,
     spool_dir: Path,
     log: Callable[[str], None] = lambda line: None,
+    new_file: Callable[[], BinaryIO] | None = None,
 ) -> tuple[CollectionEntry, _Spool]:
-    """Read one collection as one consistent snapshot into a spool file."""
+    """Read one collection as one consistent snapshot into a spool file (made by
+    *new_file*; by default an unnamed temporary file in *spool_dir*)."""
     col = storage.collection(collection_id)
     entry = CollectionEntry(
         storage.name,
         collection_id,
-        col.where,
+        _without_userinfo(col.where),
         col.kind,
         _member_name(storage.name, collection_id, col.kind),
         col.get_meta("displayname") if "displayname" in col.meta_keys else None,
         col.get_meta("color") if "color" in col.meta_keys else None,
     )
-    spool = _Spool(spool_dir, col.kind)
+    spool = _Spool(spool_dir, col.kind, new_file)
     index = spool.index
     try:
         listing = col.list(None)
-        entry.errors.extend(str(e) for e in listing.errors)
+        entry.errors.extend(_without_userinfo(str(e)) for e in listing.errors)
         token = listing.token
         index.listed((h, e) for h, e in listing.items.items() if e is not None)
         del listing
@@ -261,7 +290,7 @@ def snapshot(
                     index.drop(fetched.href)
                 else:  # not in the archive; read again only if it changes
                     index.failed(fetched.href)
-                    entry.errors.append(str(fetched.error))
+                    entry.errors.append(_without_userinfo(str(fetched.error)))
 
         read()
         for _ in range(SETTLE_ROUNDS):
@@ -320,10 +349,10 @@ def _manifest_chunks(
 class _Writer:
     """The archive container: tar.gz or zip, written member by member."""
 
-    def __init__(self, path: Path, fmt: str) -> None:
+    def __init__(self, fd: int, fmt: str, new_file: Callable[[], BinaryIO]) -> None:
+        """Write to *fd* (closed by :meth:`close`); stage tar members in *new_file*()."""
         self.fmt = fmt
-        self.directory = path.parent
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.new_file = new_file
         self.raw = os.fdopen(fd, "wb")
         if fmt == "zip":
             self.zip = zipfile.ZipFile(self.raw, "w", compression=zipfile.ZIP_DEFLATED)
@@ -343,7 +372,7 @@ class _Writer:
                     out.write(chunk)
             return digest.hexdigest()
         # tar needs the size first: stage the member beside the archive (same disk)
-        with tempfile.TemporaryFile(dir=self.directory) as staging:
+        with self.new_file() as staging:
             for chunk in chunks:
                 digest.update(chunk)
                 staging.write(chunk)
@@ -365,6 +394,122 @@ class _Writer:
         self.raw.close()
 
 
+# --------------------------------------------------------------------------- temporaries
+
+#: Whether to try ``O_TMPFILE`` (Linux) for spool files; tests turn it off to exercise
+#: the named fallback.
+USE_O_TMPFILE = hasattr(os, "O_TMPFILE")
+
+
+def _create_locked(path: Path) -> int:
+    """Create *path* (mode 0600, never an existing file) and hold an exclusive ``flock``
+    on it; return the descriptor. The lock says "a live export is writing this": it goes
+    when the descriptor is closed or the process dies, however it dies.
+
+    A :func:`remove_leftovers` of another export may see the file between its creation
+    and the lock, and remove it: then the lock is on a file that has no name any more, so
+    the name is checked after the lock is taken, and the file made again."""
+    for _ in range(5):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # at once: only a cleanup holds it, briefly
+            mine = os.fstat(fd)
+            try:
+                there = os.lstat(path)
+            except FileNotFoundError:
+                there = None
+            if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed meanwhile: make it again
+    raise ExportError("a temporary file kept disappearing while it was made", where=str(path))
+
+
+class _Temporaries:
+    """The temporary files of one export: the archive being written, and spool files."""
+
+    def __init__(self, export: str, directory: Path, when: datetime, fmt: str) -> None:
+        from pimsync.export.schedule import temporary_name
+
+        self.directory = directory
+        pid = os.getpid()
+        self.path = directory / temporary_name(export, when, fmt, pid)
+        self._name = lambda part: directory / temporary_name(export, when, fmt, pid, part)
+        self._parts = itertools.count(1)
+
+    def archive(self) -> int:
+        """Create :attr:`path`, locked; the descriptor, kept open while the file exists."""
+        return _create_locked(self.path)
+
+    def unnamed(self) -> BinaryIO:
+        """A new temporary file with no name (private, gone when closed or on a crash)."""
+        if USE_O_TMPFILE:
+            try:
+                fd = os.open(self.directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+            except OSError:  # not on this file system (or kernel): as tempfile does
+                pass
+            else:
+                return os.fdopen(fd, "w+b")
+        # named for an instant, like tempfile's fallback, but by a name (and a lock) the
+        # next export recognises should a crash come in that instant
+        path = self._name(next(self._parts))
+        fd = _create_locked(path)
+        try:
+            os.unlink(path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "w+b")
+
+
+def remove_leftovers(export: str, directory: Path) -> list[str]:
+    """Remove the temporary files that exports of *export* killed midway left in
+    *directory*; return their names.
+
+    Only regular files of this user named exactly as :func:`~pimsync.export.schedule.
+    temporary_name` names this export's temporaries, and only those no process holds
+    locked: a live export (this one, or another writing at the same time) keeps its own.
+    Never an archive, another export's temporaries, nor any other file. Files that cannot
+    be looked at or removed are left as they are."""
+    from pimsync.export.schedule import is_temporary_name
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not is_temporary_name(export, name):
+            continue
+        path = directory / name
+        try:
+            # O_NONBLOCK: a FIFO of that name does not hang the export; O_NOFOLLOW: nor is
+            # a symbolic link followed
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            seen = os.fstat(fd)
+            if not stat.S_ISREG(seen.st_mode) or seen.st_uid != os.geteuid():
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: a live export is writing it
+                continue
+            now = os.lstat(path)
+            if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+                continue  # replaced meanwhile by another file of that name
+            os.unlink(path)  # still holding the lock: no export can be writing it
+            removed.append(name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
 def write_archive(
     export: str,
     storages: list[Storage],
@@ -384,18 +529,25 @@ def write_archive(
     except OSError as exc:
         raise ExportError(f"cannot create: {exc.strerror}", where=str(directory)) from exc
     final = directory / archive_name(export, now, fmt)
+    for name in remove_leftovers(export, directory):
+        log(f"{export}: removed {name} (left by an export that was stopped midway)")
     if final.exists():
         raise ExportError("an archive of that second exists already", where=str(final))
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    temporaries = _Temporaries(export, directory, now, fmt)
+    tmp = temporaries.path
     entries: list[tuple[CollectionEntry, _Index]] = []
     expected: list[Expected] = []
     spools: list[_Spool] = []
+    lock = -1  # held from the temporary file's creation until it is renamed or removed
     try:
-        writer = _Writer(tmp, fmt)
+        lock = temporaries.archive()
+        writer = _Writer(os.dup(lock), fmt, temporaries.unnamed)
         try:
             for storage in storages:
                 for info in storage.collections():
-                    entry, spool = snapshot(storage, info.id, directory, log)
+                    entry, spool = snapshot(
+                        storage, info.id, directory, log, new_file=temporaries.unnamed
+                    )
                     try:
                         entry.sha256 = writer.add(entry.file, spool.chunks())
                         uids = uid_digest(uid for uid, _ in spool.index.records())
@@ -431,11 +583,17 @@ def write_archive(
             finally:
                 os.close(fd)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if lock >= 0:  # the file is ours (a file of that name we did not make is not)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         if isinstance(exc, ExportError | KeyboardInterrupt):
             raise
         if isinstance(exc, PimsyncError | OSError | MalformedRecord | StorageError):
-            raise ExportError(f"export {export!r} failed: {exc}", where=str(final)) from exc
+            raise ExportError(
+                f"export {export!r} failed: {_without_userinfo(str(exc))}", where=str(final)
+            ) from exc
         raise
+    finally:
+        if lock >= 0:
+            os.close(lock)
     return Written(final, [error for entry, _ in entries for error in entry.errors])

@@ -19,8 +19,10 @@ __all__ = [
     "INTERVAL_UNITS",
     "archive_name",
     "is_due",
+    "is_temporary_name",
     "parse_archive_name",
     "parse_interval",
+    "temporary_name",
 ]
 
 #: The archive formats an export can write, as they appear in ``format =`` and as the
@@ -160,3 +162,33 @@ def parse_archive_name(export: str, filename: str) -> datetime | None:
     if archive_name(export, when, m.group(7)) != filename:  # belt and braces
         return None
     return when
+
+
+def temporary_name(export: str, when: datetime, fmt: str, pid: int, part: int | None = None) -> str:
+    """The name of a temporary file of the export of *export* at *when* in process *pid*:
+    ``.ARCHIVE.PID.tmp`` (the archive being written, :func:`archive_name` for ARCHIVE),
+    or ``.ARCHIVE.PID.PART.tmp`` (a spool file, named only for an instant where the file
+    system cannot make an unnamed one). ValueError as for :func:`archive_name`, or for a
+    *pid* or *part* that is not a positive int."""
+    for what, value in (("pid", pid), ("part", part)):
+        if value is not None and (type(value) is not int or value <= 0):
+            raise ValueError(f"{what} must be a positive int, got {value!r}")
+    middle = f"{pid}" if part is None else f"{pid}.{part}"
+    return f".{archive_name(export, when, fmt)}.{middle}.tmp"
+
+
+def is_temporary_name(export: str, filename: str) -> bool:
+    """Whether *filename* is a name :func:`temporary_name` gives for *export* (any time,
+    format, pid and part). As strict as :func:`parse_archive_name`: another export's
+    temporaries, a name without the pid, with another suffix, a different case or an
+    impossible time are not. ValueError for an invalid *export* name."""
+    _check_export(export)
+    if not isinstance(filename, str):
+        return False
+    formats = "|".join(re.escape(f) for f in ARCHIVE_FORMATS)
+    stamp = _STAMP_RE.replace("(", "(?:")
+    m = re.fullmatch(
+        rf"\.({re.escape(export)}-{stamp}\.(?:{formats}))\.[1-9][0-9]*(?:\.[1-9][0-9]*)?\.tmp",
+        filename,
+    )
+    return m is not None and parse_archive_name(export, m.group(1)) is not None

@@ -19,6 +19,55 @@ DISCOVERY_MAX_AGE = 24 * 3600.0
 
 SUPPORTED = ("vdir", "file", "caldav", "carddav", "webcal")
 
+#: units of a size in the config (lower case) and their factors
+_UNITS = {
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "k": 1 << 10,
+    "m": 1 << 20,
+    "g": 1 << 30,
+    "b": 1,
+    "": 1,
+}
+SIZE_HELP = (
+    'use a whole number of bytes or a size like "64 MiB", "500 KB" or "1 GiB" '
+    "(units: B, KB, MB, GB = powers of 1000; KiB, MiB, GiB = powers of 1024)"
+)
+
+
+def parse_size(value: object) -> int:
+    """A size in bytes from a config value: an int, or a string like ``"64 MiB"``,
+    ``"500 KB"``, ``"1.5 GiB"``. ValueError (saying what is allowed) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(SIZE_HELP)
+    if isinstance(value, int):
+        return value
+    import re  # config checking only
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"{value!r} is not a size; {SIZE_HELP}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def format_size(size: int) -> str:
+    """A size for messages: ``"32 MiB"``, ``"500 KB"``, ``"100 bytes"``; the exact form
+    with the smallest number, else MiB (or KiB, GiB) with one decimal."""
+    units = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
+    units += (("GB", 10**9), ("MB", 10**6), ("KB", 10**3))
+    exact = [(size // f, u) for u, f in units if size >= f and size % f == 0]
+    if exact:
+        n, unit = min(exact)
+        return f"{n} {unit}"
+    for unit, factor in units[:3]:
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} bytes"
+
 
 def check_supported(cfg: StorageConfig) -> None:
     """ConfigError for a storage type this version cannot use."""
@@ -56,6 +105,10 @@ def open_storage(cfg: StorageConfig, db: StateDB | None = None) -> Storage:
             verify=cfg.verify,
             timeout=cfg.timeout,
             max_connections=cfg.connections,
+            name=cfg.name,
+            max_response_size=cfg.max_response_size,
+            max_record_size=cfg.max_record_size,
+            max_request_time=cfg.max_request_time,
         )
         cached = db.discovered(cfg.name, cfg.url, DISCOVERY_MAX_AGE) if db is not None else None
         found = [Found.from_json(f) for f in cached] if cached is not None else None
@@ -65,7 +118,15 @@ def open_storage(cfg: StorageConfig, db: StateDB | None = None) -> Storage:
         from pimsync.storage.webcal import WebcalStorage
 
         assert cfg.url is not None
-        return WebcalStorage(cfg.name, HttpClient(cfg.url, verify=cfg.verify, timeout=cfg.timeout))
+        client = HttpClient(
+            cfg.url,
+            verify=cfg.verify,
+            timeout=cfg.timeout,
+            name=cfg.name,
+            max_response_size=cfg.max_response_size,
+            max_request_time=cfg.max_request_time,
+        )
+        return WebcalStorage(cfg.name, client)
     check_supported(cfg)
     raise AssertionError(cfg.type)
 

@@ -26,6 +26,10 @@ class CollectionInfo:
     id: str
     displayname: str | None = None
     color: str | None = None
+    #: set when the collection is listed but cannot be synced (a directory that is a
+    #: dangling symbolic link, two server collections that map to one id...): says why.
+    #: The engine stops that collection with this message and changes nothing.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,16 @@ class Listing:
     ``token`` is the token to pass next time (``None``: the collection has no token).
     ``errors`` are records that could not be read while listing (a file collection parses
     its file to list it); an error whose ``uid`` is None could not be attributed to a record.
+    ``unreadable`` maps hrefs that exist but could not be listed or read (a dangling symbolic
+    link, an I/O error, a server response without an etag) to the reason: such a record is
+    never taken as deleted; it is left alone on both sides and reported.
     """
 
     items: dict[str, str | None]
     token: str | None = None
     delta: bool = False
     errors: list[MalformedRecord] = field(default_factory=list)
+    unreadable: dict[str, StorageError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

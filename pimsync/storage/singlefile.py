@@ -201,13 +201,30 @@ class SingleFileStorage:
 
     def collections(self) -> list[CollectionInfo]:
         if self._prefix is None:
-            return [CollectionInfo(self.path.stem)] if self.path.is_file() else []
-        pattern = glob.escape(self._prefix) + "*" + glob.escape(self._suffix or "")
+            candidates = [(self.path.stem, str(self.path))]
+        else:
+            pattern = glob.escape(self._prefix) + "*" + glob.escape(self._suffix or "")
+            candidates = []
+            for found in sorted(glob.glob(pattern)):
+                cid = found[len(self._prefix) : len(found) - len(self._suffix or "")]
+                if cid and "/" not in cid and not cid.startswith("."):
+                    candidates.append((cid, found))
         out = []
-        for found in sorted(glob.glob(pattern)):
-            cid = found[len(self._prefix) : len(found) - len(self._suffix or "")]
-            if cid and "/" not in cid and not cid.startswith(".") and os.path.isfile(found):
+        for cid, found in candidates:
+            if os.path.isfile(found):
                 out.append(CollectionInfo(cid))
+            elif os.path.islink(found):  # a link whose target is missing: not a deletion
+                try:
+                    target = os.readlink(found)
+                except OSError:
+                    target = "?"
+                out.append(
+                    CollectionInfo(
+                        cid,
+                        problem=f"{found}: a symbolic link to {target!r}, which does not "
+                        "exist (an unmounted disk?); left alone on both sides",
+                    )
+                )
         return out
 
     def collection(self, collection_id: str) -> SingleFileCollection:

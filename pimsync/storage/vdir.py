@@ -29,6 +29,20 @@ def href_for(ident: str, fileext: str) -> str:
     return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:40] + fileext
 
 
+def _dangling(path: Path) -> StorageError:
+    """The error for a symbolic link whose target is missing (an unmounted disk, content
+    a tool such as git-annex dropped, a synced folder still arriving)."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return StorageError(
+        f"a symbolic link to {target!r}, which does not exist (an unmounted disk or a "
+        "file still arriving?); left alone on both sides",
+        where=str(path),
+    )
+
+
 class VdirCollection:
     def __init__(self, path: Path, collection_id: str, kind: Kind, fileext: str) -> None:
         self.path = path
@@ -58,6 +72,7 @@ class VdirCollection:
 
     def list(self, token: str | None = None) -> Listing:
         items: dict[str, str | None] = {}
+        unreadable: dict[str, StorageError] = {}
         ext = self.fileext
         try:
             with os.scandir(self.path) as entries:
@@ -66,16 +81,23 @@ class VdirCollection:
                     if name.startswith(".") or not name.endswith(ext):
                         continue
                     try:
-                        if not entry.is_file():
-                            continue
+                        if entry.is_dir():
+                            continue  # a directory is not a record
                         items[name] = file_etag(entry.stat())
-                    except FileNotFoundError:  # removed while we listed
-                        continue
+                    except FileNotFoundError:
+                        if entry.is_symlink():  # a link to a file that is not there
+                            unreadable[name] = _dangling(self.path / name)
+                        continue  # else removed while we listed
+                    except OSError as exc:  # EIO, EACCES, ELOOP...: it is there, unread
+                        unreadable[name] = StorageError(
+                            f"cannot read: {exc.strerror or exc}; left alone on both sides",
+                            where=str(self.path / name),
+                        )
         except FileNotFoundError:
             raise NotFound("collection directory is gone", where=self.where) from None
         except OSError as exc:
             raise StorageError(f"cannot list: {exc.strerror}", where=self.where) from exc
-        return Listing(items=items)
+        return Listing(items=items, unreadable=unreadable)
 
     def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
         from pimsync.model import parse_record
@@ -87,7 +109,10 @@ class VdirCollection:
                     etag = file_etag(os.fstat(fh.fileno()))
                     data = fh.read()
             except FileNotFoundError:
-                yield Fetched(href, "", error=NotFound("vanished", where=str(path)))
+                if os.path.islink(path):  # the link is there, its target is not
+                    yield Fetched(href, "", error=_dangling(path))
+                else:
+                    yield Fetched(href, "", error=NotFound("vanished", where=str(path)))
                 continue
             except OSError as exc:
                 yield Fetched(href, "", error=StorageError(exc.strerror or "", where=str(path)))
@@ -191,19 +216,34 @@ class VdirStorage:
         self.read_only = read_only
 
     def collections(self) -> list[CollectionInfo]:
+        dirs: list[str] = []
+        broken: dict[str, str] = {}  # listed, but not a readable directory: why
         try:
-            entries = sorted(
-                e.name for e in os.scandir(self.path) if e.is_dir() and not e.name.startswith(".")
-            )
+            with os.scandir(self.path) as entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    try:
+                        if e.is_dir():
+                            dirs.append(e.name)
+                        elif e.is_symlink() and not os.path.exists(e.path):
+                            broken[e.name] = str(_dangling(Path(e.path)))
+                    except OSError as exc:
+                        broken[e.name] = f"{e.path}: cannot read: {exc.strerror or exc}"
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise StorageError(f"cannot list: {exc.strerror}", where=str(self.path)) from exc
-        out = []
-        for cid in entries:
+        out = [CollectionInfo(cid, problem=why) for cid, why in broken.items()]
+        for cid in dirs:
             col = self.collection(cid)
-            out.append(CollectionInfo(cid, col.get_meta("displayname"), col.get_meta("color")))
-        return out
+            try:
+                if not os.access(col.path, os.R_OK | os.X_OK):
+                    raise StorageError("cannot read: permission denied", where=col.where)
+                out.append(CollectionInfo(cid, col.get_meta("displayname"), col.get_meta("color")))
+            except StorageError as exc:
+                out.append(CollectionInfo(cid, problem=f"{exc}; left alone on both sides"))
+        return sorted(out, key=lambda info: info.id)
 
     def collection(self, collection_id: str) -> VdirCollection:
         check_collection_id(collection_id, str(self.path))

@@ -1,6 +1,8 @@
 """webcal: a read-only subscription to one .ics file over HTTP(S) (holiday calendars, team
 schedules). One collection, named after the storage. Asked with ``If-None-Match`` /
-``If-Modified-Since``, so an unchanged feed costs one short request."""
+``If-Modified-Since``, so an unchanged feed costs one short request. The feed is read
+whole (it is split into its records), within ``max_response_size`` and
+``max_request_time``."""
 
 from __future__ import annotations
 

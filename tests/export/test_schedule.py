@@ -11,8 +11,10 @@ from pimsync.export.schedule import (
     ARCHIVE_FORMATS,
     archive_name,
     is_due,
+    is_temporary_name,
     parse_archive_name,
     parse_interval,
+    temporary_name,
 )
 
 BERLIN_WINTER = timezone(timedelta(hours=1))
@@ -313,3 +315,59 @@ def test_parse_archive_name_rejects_invalid_export() -> None:
         parse_archive_name("night.ly", "night.ly-20260101T000000Z.tar.gz")
     with pytest.raises(ValueError, match="not a valid export name"):
         parse_archive_name(".*", "x-20260101T000000Z.tar.gz")
+
+
+# --------------------------------------------------------------------------- temporary names
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+
+
+def test_temporary_name() -> None:
+    assert temporary_name("nightly", WHEN, "tar.gz", 123) == (
+        ".nightly-20260102T030405Z.tar.gz.123.tmp"
+    )
+    assert (
+        temporary_name("nightly", WHEN, "zip", 123, 4) == ".nightly-20260102T030405Z.zip.123.4.tmp"
+    )
+    for fmt in ARCHIVE_FORMATS:
+        for part in (None, 1, 99):
+            name = temporary_name("n-1_x", WHEN, fmt, 4242, part)
+            assert is_temporary_name("n-1_x", name)
+            assert parse_archive_name("n-1_x", name) is None  # never taken for an archive
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.0, "1"])
+def test_temporary_name_rejects_a_bad_pid_or_part(bad: object) -> None:
+    with pytest.raises(ValueError):
+        temporary_name("nightly", WHEN, "zip", bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        temporary_name("nightly", WHEN, "zip", 1, bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        ".nightly-x.tar.gz.tmp",
+        ".nightly-20260102T030405Z.tar.gz.tmp",  # no pid
+        ".nightly-old-20260102T030405Z.tar.gz.5.tmp",  # another export's
+        "nightly-20260102T030405Z.tar.gz.5.tmp",  # not hidden
+        ".Nightly-20260102T030405Z.tar.gz.5.tmp",
+        ".nightly-20260102T030405Z.TAR.GZ.5.tmp",
+        ".nightly-20260102T030405Z.tar.gz.05.tmp",
+        ".nightly-20260102T030405Z.tar.gz.5.tmp.bak",
+        ".nightly-20260102T030405Z.tar.gz.5.6.7.tmp",
+        ".nightly-20260102T030405Z.tar.bz2.5.tmp",
+        ".nightly-20261302T030405Z.tar.gz.5.tmp",  # month 13
+        ".nightly-20260102T030405Z.tar.gz.x.tmp",
+        "sub/.nightly-20260102T030405Z.tar.gz.5.tmp",
+        "nightly-20260102T030405Z.tar.gz",  # the archive itself
+    ],
+)
+def test_is_temporary_name_is_strict(filename: str) -> None:
+    assert not is_temporary_name("nightly", filename)
+
+
+def test_is_temporary_name_rejects_invalid_export() -> None:
+    with pytest.raises(ValueError):
+        is_temporary_name("bad name", ".x")
+    assert not is_temporary_name("nightly", None)  # type: ignore[arg-type]

@@ -7,6 +7,12 @@ several at once. Writing: PUT with ``If-None-Match: *`` or ``If-Match``, DELETE 
 ``If-Match``; 412 becomes PreconditionFailed (the engine re-reads and re-plans).
 
 Tokens stored by the engine: ``sync:<token>`` or ``ctag:<ctag>``.
+
+Listings and multigets are parsed as their answers arrive (``HttpClient.stream``). A member
+that a listing names without an etag (no getetag, a failed propstat, a 5xx response) goes
+to ``Listing.unreadable``: it exists, so it is never taken as deleted. A record larger than
+the client's ``max_record_size`` is reported by href and not read (the rest of its batch
+is); a multiget answer larger than ``max_response_size`` is asked again in halves.
 """
 
 from __future__ import annotations
@@ -16,9 +22,17 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
 from pimsync.model.record import Kind, Record
+from pimsync.storage import format_size
 from pimsync.storage.base import Fetched, Listing
 from pimsync.storage.dav import xml
-from pimsync.storage.dav.http import HttpClient, HttpError, check_status
+from pimsync.storage.dav.http import (
+    HttpClient,
+    HttpError,
+    Response,
+    ResponseTooLarge,
+    StreamResponse,
+    check_status,
+)
 from pimsync.storage.vdir import href_for
 
 MULTIGET_BATCH = 500  # Radicale's cost per multiget grows with the collection: few, large
@@ -73,45 +87,92 @@ class DavCollection:
         listing = self._list_sync(token[5:] if token and token.startswith("sync:") else None)
         return listing if listing is not None else self._list_propfind(None)
 
+    def _entry(
+        self,
+        r: xml.Listed,
+        items: dict[str, str | None],
+        unreadable: dict[str, StorageError],
+    ) -> None:
+        """File one response of a listing: an etag, a deletion (404), or unreadable."""
+        if r.problem is not None:
+            unreadable[r.href] = StorageError(r.problem, where=self.where)
+            return
+        if r.href == self.path or not self._member(r.href):
+            return
+        if r.etag:
+            items[r.href] = r.etag
+            unreadable.pop(r.href, None)
+        elif r.status == 404:
+            items[r.href] = None  # in a delta: deleted, as the server says
+            unreadable.pop(r.href, None)
+        elif not r.href.endswith("/"):  # (a collection inside this one holds no record)
+            if r.status is not None and not 200 <= r.status < 300:
+                why = f"with status {r.status}"
+            elif r.failed is not None:
+                why = f"without an etag (its properties came with status {r.failed})"
+            else:
+                why = "without an etag"
+            unreadable[r.href] = StorageError(
+                f"the server listed this record {why}; it is left alone",
+                where=self.client.url(r.href),
+            )
+
     def _list_sync(self, token: str | None) -> Listing | None:
         """sync-collection; None if the server does not offer it."""
         items: dict[str, str | None] = {}
+        unreadable: dict[str, StorageError] = {}
         delta = token is not None
+
+        def read(resp: StreamResponse) -> Response | tuple[dict, dict, bool, str | None]:
+            if resp.status != 207:
+                return resp.response()
+            page: dict[str, str | None] = {}
+            bad: dict[str, StorageError] = {}
+            truncated = False
+            parser = xml.ListingParser(resp.chunks(), resp.url)
+            for r in parser:
+                truncated = truncated or (r.href == self.path and r.status == 507)
+                self._entry(r, page, bad)
+            return page, bad, truncated, parser.token
+
         for _ in range(100):  # a truncated answer (507) is continued with its new token
-            resp = self.client.request(
+            result = self.client.stream(
                 "REPORT",
                 self.path,
                 xml.sync_collection(token),
                 {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+                read,
             )
-            if (
-                resp.status in (403, 409, 412)
-                and token
-                and xml.has_error(resp.body, "valid-sync-token")
-            ):
-                # the token expired or is unknown: start again with a full listing
-                return self._list_sync(None)
-            if resp.status in (400, 403, 405, 415, 501) and not token:
-                return None  # no sync-collection here
-            check_status(resp, "REPORT sync-collection", (207,))
-            responses = xml.ListingParser(resp.body, resp.url)
-            truncated = False
-            for r in responses:
-                if r.href == self.path or not self._member(r.href):
-                    truncated = truncated or (r.href == self.path and r.status == 507)
-                    continue
-                if r.status == 404:
-                    items[r.href] = None
-                elif r.etag:
-                    items[r.href] = r.etag
-            if not responses.token:
+            if isinstance(result, Response):
+                resp = result
+                if (
+                    resp.status in (403, 409, 412)
+                    and token
+                    and xml.has_error(resp.body, "valid-sync-token")
+                ):
+                    # the token expired or is unknown: start again with a full listing
+                    return self._list_sync(None)
+                if resp.status in (400, 403, 405, 415, 501) and not token:
+                    return None  # no sync-collection here
+                check_status(resp, "REPORT sync-collection", (207,))
+                raise AssertionError("a 207 is streamed")  # pragma: no cover
+            page, bad, truncated, new_token = result
+            for href in bad:
+                items.pop(href, None)
+            for href in page:
+                unreadable.pop(href, None)
+            items.update(page)
+            unreadable.update(bad)
+            if not new_token:
                 return None
-            token = responses.token
-            del resp, responses
+            token = new_token
+            del page, bad, result
             if not truncated:
                 if not delta:
                     items = {h: e for h, e in items.items() if e is not None}
-                return Listing(items=items, token=f"sync:{token}", delta=delta)
+                return Listing(
+                    items=items, token=f"sync:{token}", delta=delta, unreadable=unreadable
+                )
         raise StorageError("the server kept truncating its sync report", where=self.where)
 
     def _list_propfind(self, ctag: str | None) -> Listing:
@@ -127,68 +188,45 @@ class DavCollection:
             )
             if current is not None and current == ctag:
                 return Listing(items={}, token=f"ctag:{ctag}", delta=True)
-        resp = self.client.request(
+
+        def read(resp: StreamResponse) -> Response | tuple[dict, dict, str | None]:
+            if resp.status != 207:
+                return resp.response()
+            items: dict[str, str | None] = {}
+            unreadable: dict[str, StorageError] = {}
+            new_ctag = None
+            for r in xml.ListingParser(resp.chunks(), resp.url):
+                if r.href == self.path:
+                    new_ctag = r.ctag
+                elif r.status != 404:  # (not listed: gone)
+                    self._entry(r, items, unreadable)
+            return items, unreadable, new_ctag
+
+        result = self.client.stream(
             "PROPFIND",
             self.path,
             xml.propfind("d:getetag", "d:resourcetype", "cs:getctag"),
             {"Depth": "1"},
+            read,
         )
-        check_status(resp, "PROPFIND", (207,))
-        items: dict[str, str | None] = {}
-        new_ctag = None
-        for r in xml.ListingParser(resp.body, resp.url):
-            if r.href == self.path:
-                new_ctag = r.ctag
-            elif self._member(r.href) and r.etag:
-                items[r.href] = r.etag
-        return Listing(items=items, token=f"ctag:{new_ctag}" if new_ctag else None)
+        if isinstance(result, Response):
+            check_status(result, "PROPFIND", (207,))
+            raise AssertionError("a 207 is streamed")  # pragma: no cover
+        items, unreadable, new_ctag = result
+        items = {h: e for h, e in items.items() if e is not None}
+        return Listing(
+            items=items,
+            token=f"ctag:{new_ctag}" if new_ctag else None,
+            unreadable=unreadable,
+        )
 
     # reading ---------------------------------------------------------------------------
     def get(self, hrefs: Sequence[str], *, values: bool = True) -> Iterator[Fetched]:
-        from pimsync.model import parse_record
-
         wanted = list(dict.fromkeys(hrefs))
         batches = [wanted[i : i + MULTIGET_BATCH] for i in range(0, len(wanted), MULTIGET_BATCH)]
-        data_tag = (
-            xml.tag(xml.CALDAV, "calendar-data")
-            if self.kind == "ics"
-            else xml.tag(xml.CARDDAV, "address-data")
-        )
 
         def fetch(batch: list[str]) -> list[Fetched]:
-            resp = self.client.request(
-                "REPORT",
-                self.path,
-                xml.multiget(self.kind, batch),
-                {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
-            )
-            check_status(resp, "REPORT multiget", (207,))
-            ms = xml.parse_multistatus(resp.body, resp.url)
-            out: list[Fetched] = []
-            seen: set[str] = set()
-            for r in ms.responses:
-                if r.href not in batch or r.href in seen:
-                    continue
-                seen.add(r.href)
-                url = self.client.url(r.href)
-                data = xml.text_of(r.props.get(data_tag))
-                etag = xml.text_of(r.props.get(xml.tag(xml.DAV, "getetag"))) or ""
-                if r.status == 404 or data is None:
-                    out.append(Fetched(r.href, "", error=NotFound("vanished", where=url)))
-                    continue
-                try:
-                    # XML turned the CRLF line ends into LF; records are written with CRLF
-                    lines = (line.rstrip("\r") for line in data.split("\n"))
-                    raw = ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
-                    record = parse_record(raw, self.kind, url, values=values)
-                    out.append(Fetched(r.href, etag, record=record))
-                except MalformedRecord as exc:
-                    out.append(Fetched(r.href, etag, error=exc))
-            for href in batch:
-                if href not in seen:
-                    url = self.client.url(href)
-                    out.append(Fetched(href, "", error=NotFound("vanished", where=url)))
-            return out
+            return self._fetch(batch, values)
 
         if len(batches) <= 1:
             for batch in batches:
@@ -199,6 +237,112 @@ class DavCollection:
         with ThreadPoolExecutor(max_workers=self.client.max_connections) as pool:
             for result in pool.map(fetch, batches):
                 yield from result
+
+    def _too_large(self, href: str, etag: str, limit: str) -> Fetched:
+        size = self.client.max_record_size if limit == "max_record_size" else None
+        size = size if size is not None else self.client.max_response_size
+        return Fetched(
+            href,
+            etag,
+            error=StorageError(
+                f"the server's record is larger than {limit} ({format_size(size)}); it is not "
+                f"read and left alone on both sides. To sync it, raise "
+                f"{self.client.config_key(limit)}",
+                where=self.client.url(href),
+            ),
+        )
+
+    def _fetch(self, batch: list[str], values: bool) -> list[Fetched]:
+        """One batch: a multiget; what it could not answer within the limits is asked
+        again without the record that is too large, or in halves."""
+        out: dict[str, Fetched] = {}
+        pending = [batch]
+        while pending:
+            part = pending.pop()
+            got, end = self._multiget(part)
+            for g in got:
+                if g.href not in out:
+                    out[g.href] = self._fetched(g, values)  # type: ignore[arg-type]
+            rest = [h for h in part if h not in out]
+            if end is not None and not rest:
+                continue  # (what went past the limit was not asked for)
+            if end is None:  # read to its end: what it left out is gone
+                for href in rest:
+                    out[href] = Fetched(
+                        href, "", error=NotFound("vanished", where=self.client.url(href))
+                    )
+            elif end.too_large and end.href in rest:  # that record is too large
+                assert end.href is not None
+                out[end.href] = self._too_large(end.href, end.etag or "", "max_record_size")
+                rest.remove(end.href)
+                if rest:
+                    pending.append(rest)
+            elif len(part) == 1:  # asked alone, still too large
+                limit = "max_record_size" if end.too_large else "max_response_size"
+                out[part[0]] = self._too_large(part[0], end.etag or "", limit)
+            elif len(rest) < len(part):
+                pending.append(rest)  # the rest, asked again (halved if still too large)
+            else:
+                half = len(rest) // 2
+                pending += [rest[half:], rest[:half]]
+        return [out[h] for h in batch]
+
+    def _multiget(self, part: list[str]) -> tuple[list[xml.Got], xml.Got | None]:
+        """The responses of one multiget for these hrefs, and how it ended: None (read
+        whole), a Got with ``too_large`` (a record past max_record_size: its href, if it
+        was read), or a Got without (the answer past max_response_size)."""
+        data_tag = (
+            xml.tag(xml.CALDAV, "calendar-data")
+            if self.kind == "ics"
+            else xml.tag(xml.CARDDAV, "address-data")
+        )
+        asked = set(part)
+
+        def read(resp: StreamResponse) -> Response | tuple[list[xml.Got], xml.Got | None]:
+            if resp.status != 207:
+                return resp.response()
+            got: list[xml.Got] = []
+            limit = self.client.max_record_size
+            try:
+                for g in xml.iter_multiget(resp.chunks(), resp.url, data_tag, limit):
+                    if g.too_large:
+                        return got, g
+                    if g.href in asked:
+                        got.append(g)
+            except ResponseTooLarge:
+                return got, xml.Got(None, None, None, None)
+            return got, None
+
+        result = self.client.stream(
+            "REPORT",
+            self.path,
+            xml.multiget(self.kind, part),
+            {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+            read,
+        )
+        if isinstance(result, Response):
+            check_status(result, "REPORT multiget", (207,))
+            raise AssertionError("a 207 is streamed")  # pragma: no cover
+        return result
+
+    def _fetched(self, g: xml.Got, values: bool) -> Fetched:
+        from pimsync.model import parse_record
+
+        assert g.href is not None
+        url = self.client.url(g.href)
+        etag = g.etag or ""
+        if g.status == 404 or g.data is None:
+            return Fetched(g.href, "", error=NotFound("vanished", where=url))
+        # XML turned the CRLF line ends into LF; records are written with CRLF
+        lines = (line.rstrip("\r") for line in g.data.split("\n"))
+        raw = ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+        if len(raw) > self.client.max_record_size:
+            return self._too_large(g.href, etag, "max_record_size")
+        try:
+            record = parse_record(raw, self.kind, url, values=values)
+        except MalformedRecord as exc:
+            return Fetched(g.href, etag, error=exc)
+        return Fetched(g.href, etag, record=record)
 
     # writing ---------------------------------------------------------------------------
     def _put(self, href: str, record: Record, condition: dict[str, str]) -> str:

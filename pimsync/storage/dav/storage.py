@@ -5,6 +5,10 @@ set or one collection), then ``/.well-known/caldav`` or ``/.well-known/carddav``
 RFC 6764 service discovery (DNS SRV/TXT records, through the caldav library) for a bare
 domain. From the principal: ``calendar-home-set`` / ``addressbook-home-set``; from the
 home set: the collections with displayname, color and supported components.
+
+Two collections on the server whose ids (the last path segment, decoded) are the same
+cannot both be synced to one local collection: neither is, and ``CollectionInfo.problem``
+says why (kept in the discovery cache too).
 """
 
 from __future__ import annotations
@@ -36,26 +40,60 @@ class Found:
     displayname: str | None = None
     color: str | None = None
     components: tuple[str, ...] = ()
+    #: why this collection is not synced (two on the server map to its id)
+    problem: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "id": self.id,
             "path": self.path,
             "displayname": self.displayname,
             "color": self.color,
             "components": list(self.components),
         }
+        if self.problem is not None:
+            data["problem"] = self.problem
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Found:
         comps = data.get("components") or []
+        problem = data.get("problem")
         return cls(
             str(data["id"]),
             str(data["path"]),
             data.get("displayname"),  # type: ignore[arg-type]
             data.get("color"),  # type: ignore[arg-type]
             tuple(comps),  # type: ignore[arg-type]
+            str(problem) if problem is not None else None,
         )
+
+
+def _collisions(found: list[tuple[str, Found]]) -> list[Found]:
+    """One Found per id; an id that two different server collections map to gets a
+    ``problem`` naming their hrefs (as the server wrote them). ``found``: (raw href, Found)."""
+    by_id: dict[str, dict[str, Found]] = {}
+    for raw, f in found:
+        by_id.setdefault(f.id, {}).setdefault(raw, f)  # the same href twice is one
+    out = []
+    for cid, group in by_id.items():
+        first = next(iter(group.values()))
+        if len(group) > 1:
+            hrefs = list(group)
+            named = ", ".join(hrefs[:-1]) + f" and {hrefs[-1]}"
+            count = "two" if len(hrefs) == 2 else str(len(hrefs))
+            first = replace(
+                first,
+                problem=(
+                    f"{count} collections on the server map to the collection {cid!r}: "
+                    f"{named}; neither is synced until one is renamed"
+                    if len(hrefs) == 2
+                    else f"{count} collections on the server map to the collection {cid!r}: "
+                    f"{named}; none is synced until all but one are renamed"
+                ),
+            )
+        out.append(first)
+    return out
 
 
 class DavStorage:
@@ -177,7 +215,7 @@ class DavStorage:
             )
             check_status(resp, "PROPFIND", (207,))
             ms = xml.parse_multistatus(resp.body, resp.url)
-            found = []
+            listed: list[tuple[str, Found]] = []
             for r in ms.responses:
                 rt = r.props.get(xml.tag(xml.DAV, "resourcetype"))
                 if r.href == home or rt is None or rt.find(_RESOURCE[self.kind]) is None:  # type: ignore[attr-defined]
@@ -187,15 +225,15 @@ class DavStorage:
                     c.get("name", "")
                     for c in (comps_el.iterchildren() if comps_el is not None else ())  # type: ignore[attr-defined]
                 )
-                found.append(
-                    Found(
-                        collection_id_of(r.href),
-                        r.href,
-                        xml.text_of(r.props.get(xml.tag(xml.DAV, "displayname"))),
-                        xml.text_of(r.props.get(xml.tag(xml.APPLE, "calendar-color"))),
-                        comps,
-                    )
+                found_one = Found(
+                    collection_id_of(r.href),
+                    r.href,
+                    xml.text_of(r.props.get(xml.tag(xml.DAV, "displayname"))),
+                    xml.text_of(r.props.get(xml.tag(xml.APPLE, "calendar-color"))),
+                    comps,
                 )
+                listed.append((r.raw or r.href, found_one))
+            found = _collisions(listed)
         self._found = {f.id: f for f in sorted(found, key=lambda f: f.id)}
         self.discovered = True
         return list(self._found.values())
@@ -208,12 +246,14 @@ class DavStorage:
 
     # the Storage interface -------------------------------------------------------------
     def collections(self) -> list[CollectionInfo]:
-        return [CollectionInfo(f.id, f.displayname, f.color) for f in self.found()]
+        return [CollectionInfo(f.id, f.displayname, f.color, f.problem) for f in self.found()]
 
     def collection(self, collection_id: str) -> DavCollection:
         found = {f.id: f for f in self.found()}.get(collection_id)
         if found is None:
             raise NotFound(f"no collection {collection_id!r}", where=self.client.base_url)
+        if found.problem is not None:
+            raise StorageError(found.problem, where=self.client.url(found.path))
         meta = {"displayname": found.displayname, "color": found.color}
         col = DavCollection(self.client, found.path, found.id, self.kind, meta)
 
