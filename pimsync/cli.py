@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from pimsync import __version__
-from pimsync.errors import ConfigError, LockTimeout, PimsyncError, StateError
+from pimsync.errors import ConfigError, LockTimeout, PimsyncError, StateError, Unreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -102,6 +102,7 @@ class ConsoleReporter:
         self.out, self.err = out, err
         self.verbose, self.quiet = verbose, quiet
         self.dry_run = False
+        self._skipped: dict[str, tuple[str, list[str]]] = {}
 
     #: transfers shorter than this draw no bar
     PROGRESS_MIN = 100
@@ -131,6 +132,18 @@ class ConsoleReporter:
     def error(self, line: str) -> None:
         self._clear()
         print(f"error: {line}", file=self.err)
+
+    def skipped(self, where: str, exc: object) -> None:
+        """A collection or pair not synced because its server did not answer earlier in
+        the run: one line per server at the end (:meth:`report_skipped`)."""
+        origin = getattr(exc, "origin", "") or "the server"
+        message = str(getattr(exc, "message", exc)).removeprefix("skipped: ")
+        self._skipped.setdefault(origin, (message, []))[1].append(where)
+
+    def report_skipped(self) -> None:
+        for message, wheres in self._skipped.values():
+            self.error(f"{message}: skipped {', '.join(wheres)}")
+        self._skipped.clear()
 
     def collection_done(self, pair: str, result: object) -> None:
         self._clear()
@@ -269,12 +282,17 @@ def _run(config: object, args: argparse.Namespace, reporter: ConsoleReporter) ->
                 )
             except ConfigError:
                 raise
+            except Unreachable as exc:  # its server timed out earlier in the run
+                reporter.skipped(name, exc)
+                failed = True
+                continue
             except PimsyncError as exc:
                 # one broken storage or server fails only the pairs that use it
                 reporter.error(f"{name}: {exc}")
                 failed = True
                 continue
             failed = failed or any(r.failed for r in results)
+        reporter.report_skipped()
         if not args.dry_run:
             remember_discovery(opened.values(), db)  # type: ignore[arg-type]
     # exports that are due, after the sync and outside the state lock: an export never

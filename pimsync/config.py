@@ -5,7 +5,8 @@ Every problem is a :class:`~pimsync.errors.ConfigError` whose ``where`` is the c
 (``pairs.calendars.conflict: ...``) and says what is allowed.
 
 This module is imported on every run: it uses the standard library only (and
-:mod:`pimsync.export.schedule`, which does too, for ``every =`` intervals), and imports
+:mod:`pimsync.export.schedule`, which does too, for ``every =`` intervals, and
+:mod:`pimsync.storage` for sizes like ``max_response_size = "64 MiB"``), and imports
 ``platformdirs`` (for the default ``state_dir``) and ``difflib`` (for "did you mean")
 only when they are needed.
 """
@@ -472,17 +473,17 @@ class _Loader:
             text = "https://" + text.split("://", 1)[1]
             lower = text.lower()
         schemes = '"http://", "https://"' + (', "webcal://"' if webcal else "")
-        if not lower.startswith(("http://", "https://")):
-            raise self.error(key, f"{text!r} is not allowed; use a URL starting with {schemes}")
-        authority = text.split("://", 1)[1].split("/", 1)[0]
-        if not authority:
-            raise self.error(key, f"{text!r} has no host name")
+        authority = text.split("://", 1)[1].split("/", 1)[0] if "://" in text else ""
         if "@" in authority:  # never repeat what may be a password
             raise self.error(
                 key,
                 "a user name or password inside the URL is not allowed; put them in "
                 "username and password (or password_command, keyring)",
             )
+        if not lower.startswith(("http://", "https://")):
+            raise self.error(key, f"{text!r} is not allowed; use a URL starting with {schemes}")
+        if not authority:
+            raise self.error(key, f"{text!r} has no host name")
         return text
 
     # -- sections
@@ -604,10 +605,9 @@ class _Loader:
                     except ValueError as e:
                         if isinstance(t[k], str):
                             raise self.error(f"{key}.{k}", str(e)) from e
+                        got = f"{_toml_type(t[k])} ({_show(t[k])})"
                         raise self.error(
-                            f"{key}.{k}",
-                            f"expected a size, got {_toml_type(t[k])} ({_show(t[k])}); "
-                            f"{SIZE_HELP}",
+                            f"{key}.{k}", f"expected a size, got {got}; {SIZE_HELP}"
                         ) from e
                     if size < 1024:
                         raise self.error(
@@ -652,6 +652,12 @@ class _Loader:
         if "username" in t:
             kw["username"] = self.string(f"{key}.username", t["username"])
         if "password" in t:
+            if not isinstance(t["password"], str):  # never repeat what may be a password
+                raise self.error(
+                    f"{key}.password",
+                    f"expected a string, got {_toml_type(t['password'])} (its value is not "
+                    'shown); quote it: password = "..."',
+                )
             kw["password"] = self.string(f"{key}.password", t["password"])
         if "keyring" in t:
             kw["keyring"] = self.string(f"{key}.keyring", t["keyring"])

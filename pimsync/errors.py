@@ -50,6 +50,13 @@ class NotFound(StorageError):
     """The item or collection does not exist (any more)."""
 
 
+class Unreachable(StorageError):
+    """Not attempted: the server did not answer earlier in this run. ``origin`` names the
+    server; the engine reports each server once and skips its other collections."""
+
+    origin: str = ""
+
+
 class ReadOnlyError(StorageError):
     """A write was attempted on a storage configured with ``read_only = true``."""
 

@@ -10,10 +10,10 @@ started, and the next run recognises it (see ``plan.effective_entries``).
 
 from __future__ import annotations
 
+import _thread  # not threading: a run that needs no threads does not import it
 import contextlib
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -44,7 +44,7 @@ class NotStarted(PimsyncError):
     """A write that was not started because the run is stopping."""
 
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _requested: int | None = None  # the signal that asked to stop
 _in_flight = 0  # writes started and not finished
 _busy = 0  # sections that should finish before the run stops (a batch and its commit)
@@ -120,13 +120,14 @@ def handling() -> Iterator[None]:
     """Install the handlers for SIGINT and SIGTERM (main thread only) while the block
     runs; restore the previous ones afterwards."""
     global _requested, _in_flight, _busy
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     _requested, _in_flight, _busy = None, 0, 0
-    for s in old:
-        signal.signal(s, _on_signal)
+    try:
+        for s in old:
+            signal.signal(s, _on_signal)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
     try:
         yield
     finally:

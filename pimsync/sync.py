@@ -6,7 +6,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from pimsync.errors import MalformedRecord, NotFound, PimsyncError
+from pimsync.errors import MalformedRecord, NotFound, PimsyncError, Unreachable
 from pimsync.execute import Executor, Stats
 from pimsync.interrupt import Interrupted, signal_name
 from pimsync.model import prepare
@@ -82,6 +82,11 @@ class Reporter:
 
     def progress(self, where: str, phase: str, done: int, total: int) -> None:
         """A long transfer advanced (the CLI draws a bar on a terminal)."""
+        pass
+
+    def skipped(self, where: str, exc: Unreachable) -> None:
+        """``where`` was not synced: its server did not answer earlier in this run (said
+        once per server, see :meth:`error`)."""
         pass
 
 
@@ -321,11 +326,8 @@ class _Reader:
         #: rows without a base (a crash of an older version): read on one side to heal
         self.without_base: frozenset[str] = frozenset()
         #: the side read for that: a local one where there is one
-        self._heal_side: Side = "b" if getattr(cols["a"], "remote", False) else "a"
-        if getattr(cols[self._heal_side], "remote", False) and not getattr(
-            cols[other(self._heal_side)], "remote", False
-        ):
-            self._heal_side = other(self._heal_side)
+        remote = {s: bool(getattr(cols[s], "remote", False)) for s in ("a", "b")}
+        self._heal_side: Side = "b" if remote["a"] and not remote["b"] else "a"
 
     def entries(self) -> dict[str, Entry]:
         if self._entries is None:
@@ -607,6 +609,9 @@ def sync_pair(
                     reporter,
                     dry_run=dry_run,  # type: ignore[arg-type]
                 )
+            except Unreachable as exc:  # its server timed out earlier: said once
+                result = CollectionResult(cid, stopped=str(exc))
+                reporter.skipped(f"{pair.name}/{cid}", exc)
             except PimsyncError as exc:
                 why = _gone(exc, cid, cols, storages) or str(exc)
                 result = CollectionResult(cid, stopped=why)

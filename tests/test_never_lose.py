@@ -387,3 +387,24 @@ def test_a_signal_stops_the_run_and_what_landed_is_recorded(tmp_path, sig, statu
     with sqlite3.connect(tmp_path / "state" / "state.sqlite") as db:
         assert db.execute("SELECT count(*) FROM pending").fetchone()[0] == 0
     assert _without_base(tmp_path / "state") == 0
+
+
+# --- 8. secrets in a bad config are never repeated -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['url = "ftp://alice:hunter2-SECRET@dav.example/"', "password = 77123456789"],
+)
+def test_a_bad_config_never_repeats_a_password(tmp_path, capsys, line):
+    cfg = tmp_path / "config.toml"
+    url = "" if line.startswith("url") else 'url = "https://dav.example/"\n'
+    cfg.write_text(
+        f'[storages.s]\ntype = "caldav"\n{url}{line}\nusername = "alice"\n'
+        '[storages.v]\ntype = "vdir"\npath = "v"\nfileext = ".ics"\n'
+        '[pairs.p]\na = "v"\nb = "s"\n'
+    )
+    assert run(cfg, "check") == 2
+    err = capsys.readouterr().err
+    assert "storages.s." in err
+    assert "hunter2-SECRET" not in err and "77123456789" not in err

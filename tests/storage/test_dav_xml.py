@@ -169,3 +169,95 @@ def test_escape_matches_the_standard_library(text):
     from xml.sax.saxutils import escape
 
     assert xml.escape(text) == escape(text)
+
+
+# --- hrefs: one encoding per path segment, bounded length ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/alice/c1/", "/alice/c1/"),
+        ("/alice/%63%31/", "/alice/c1/"),  # an unreserved character, encoded: the same URL
+        ("/alice/evil%2Fc1/", "/alice/evil%2Fc1/"),  # an encoded slash stays encoded
+        ("/alice/evil%2fc1/", "/alice/evil%2Fc1/"),
+        ("/alice/back%5Cslash/", "/alice/back%5Cslash/"),
+        ("/alice/a b/ü.ics", "/alice/a%20b/%C3%BC.ics"),
+        ("/alice/a%20b/%c3%bc.ics", "/alice/a%20b/%C3%BC.ics"),
+        ("/alice/%FF.ics", "/alice/%FF.ics"),  # not UTF-8: kept byte for byte
+        ("http://127.0.0.1:5232/alice/x%2Fy.ics?q=1", "/alice/x%2Fy.ics"),
+        ("rel%2Fative.ics", "/alice/cal/rel%2Fative.ics"),
+    ],
+)
+def test_hrefs_are_normalised_per_segment(href, expected):
+    assert xml.normalise_href(href, URL) == expected
+
+
+def test_a_collection_id_keeps_an_encoded_slash_as_a_slash():
+    from pimsync.storage.dav.collection import collection_id_of
+
+    assert collection_id_of("/alice/evil%2Fc1/") == "evil/c1"  # a vdir refuses this name
+    assert collection_id_of("/alice/%63%31/") == "c1"
+
+
+def test_a_listing_fed_in_pieces_is_the_same_listing():
+    body = _multistatus(*(_response(f"/alice/cal/e{i}.ics", f'"{i}"') for i in range(50)))
+    whole = _as_stream(body)
+    parser = xml.ListingParser((body[i : i + 7] for i in range(0, len(body), 7)), URL)
+    rows = [(r.href, r.status, r.etag) for r in parser]
+    assert (rows, parser.token) == whole
+
+
+def test_an_overlong_href_is_reported_not_used():
+    long = "/alice/cal/" + "a" * 5000 + ".ics"
+    listed, _ = _parse(_multistatus(_response(long, '"1"'), _response("/alice/cal/ok.ics", '"2"')))
+    assert listed[0].problem and "longer than 4096" in listed[0].problem
+    assert listed[0].etag is None and listed[0].href.endswith("…")
+    assert len(listed[0].href) < 300
+    assert (listed[1].href, listed[1].etag, listed[1].problem) == ("/alice/cal/ok.ics", '"2"', None)
+    # nor is it taken from a discovery answer
+    ms = xml.parse_multistatus(_multistatus(_response(long, '"1"')), URL)
+    assert ms.responses == []
+
+
+def test_a_listing_entry_larger_than_its_bound_fails_the_listing():
+    huge = _response(
+        "/alice/cal/a.ics", '"1"', extra=f"<x:pad xmlns:x='urn:x'>{'p' * (2 << 20)}</x:pad>"
+    )
+    with pytest.raises(HttpError, match="larger than 1 MiB") as caught:
+        _parse(_multistatus(huge))
+    assert "/alice/cal/a.ics" in str(caught.value)
+    junk = b"<d:multistatus xmlns:d='DAV:'><x:junk xmlns:x='urn:x'>" + b"j" * (2 << 20)
+    with pytest.raises(HttpError, match="outside any <response>"):
+        _parse(junk + b"</x:junk></d:multistatus>")
+
+
+def test_a_multiget_record_past_the_limit_ends_the_answer_with_its_href():
+    data = xml.tag(xml.CALDAV, "calendar-data")
+
+    def resp(name: str, size: int) -> str:
+        return (
+            f"<d:response><d:href>/alice/cal/{name}.ics</d:href><d:propstat><d:prop>"
+            f'<d:getetag>"{name}"</d:getetag><c:calendar-data>{"x" * size}</c:calendar-data>'
+            f"</d:prop>{OK}</d:propstat></d:response>"
+        )
+
+    body = (
+        f'<d:multistatus xmlns:d="DAV:" xmlns:c="{xml.CALDAV}">'
+        + resp("small", 100)
+        + resp("big", 3 << 20)
+        + resp("after", 100)
+        + "</d:multistatus>"
+    ).encode()
+    got = list(xml.iter_multiget(body, URL, data, 1 << 20))
+    assert [(g.href, g.etag, g.too_large) for g in got] == [
+        ("/alice/cal/small.ics", '"small"', False),
+        ("/alice/cal/big.ics", '"big"', True),
+    ]
+    assert got[0].data == "x" * 100 and got[1].data is None
+    everything = list(xml.iter_multiget(body, URL, data, 4 << 20))
+    assert [g.href for g in everything if not g.too_large] == [
+        "/alice/cal/small.ics",
+        "/alice/cal/big.ics",
+        "/alice/cal/after.ics",
+    ]

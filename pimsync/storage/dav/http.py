@@ -37,7 +37,7 @@ from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from pimsync import __version__
-from pimsync.errors import StorageError
+from pimsync.errors import StorageError, Unreachable
 from pimsync.storage import format_size
 
 USER_AGENT = f"pimsync/{__version__}"
@@ -74,7 +74,7 @@ class RequestTooSlow(HttpError):
     """A request went past ``max_request_time``."""
 
 
-class ServerUnreachable(HttpError):
+class ServerUnreachable(HttpError, Unreachable):
     """Not sent: the server did not answer (or refused connections) earlier in this run.
     ``origin`` names the server (``https://host:port``): one message per server is enough."""
 
@@ -228,7 +228,7 @@ class StreamResponse:
         client, raw, watch = self.client, self._raw, self._watch
         limit = client.max_response_size
         if raw.length is not None and raw.length > limit:
-            raise client.too_large(self.method, self.url, f"announces {raw.length} bytes")
+            raise client.too_large(self.method, self.url, f"announces {format_size(raw.length)}")
         while True:
             if time.monotonic() > watch.deadline:
                 raise client.too_slow(self.method, self.url, self.read_bytes)
@@ -600,6 +600,8 @@ class HttpClient:
                         raise self.too_slow(method, url, 0)
                     conn.request(method, target, body=body, headers=send)
                     raw = conn.getresponse()
+                    if watch.expired:  # (the headers ended because the socket was shut)
+                        raise self.too_slow(method, url, 0)
                 except (
                     http.client.RemoteDisconnected,
                     BrokenPipeError,

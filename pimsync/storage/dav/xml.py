@@ -7,6 +7,7 @@ data, not instructions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -98,6 +99,9 @@ MAX_HREF = 4096
 MAX_LISTING_ENTRY = 1 << 20
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9/_.~@:+,;=!$&'()*-]*")  # needs no (re-)encoding
+
+
 def normalise_href(href: str, base: str) -> str:
     """The path of an href, in one canonical percent-encoding (servers differ in what
     they encode), so that hrefs from a listing and from a multiget compare equal.
@@ -107,6 +111,8 @@ def normalise_href(href: str, base: str) -> str:
     path = urlsplit(href).path if "://" in href else href.split("?", 1)[0]
     if not path.startswith("/"):
         path = urlsplit(base).path.rsplit("/", 1)[0] + "/" + path
+    if _PLAIN.fullmatch(path):
+        return path
     return "/".join(quote(unquote_to_bytes(seg), safe=_SAFE) for seg in path.split("/"))
 
 
@@ -246,7 +252,6 @@ def _pull(source: bytes | Iterable[bytes], url: str, entry_limit: int) -> Iterat
     root = top = None  # the multistatus; the element directly in it being read
     content = False
     fed = mark = 0  # bytes fed; bytes fed when the last top-level element started or ended
-    href = etag = None
     try:
         for chunk in chunks:
             if not content and chunk.strip():
@@ -260,7 +265,7 @@ def _pull(source: bytes | Iterable[bytes], url: str, entry_limit: int) -> Iterat
                         if el.tag != multistatus:
                             raise HttpError(f"expected a DAV multistatus, got <{el.tag}>", url=url)
                     elif top is None and el.getparent() is root:
-                        top, mark, href, etag = el, fed, None, None
+                        top, mark = el, fed
                     continue
                 if el is top:
                     top, mark = None, fed
@@ -271,13 +276,12 @@ def _pull(source: bytes | Iterable[bytes], url: str, entry_limit: int) -> Iterat
                     el.clear()
                     while el.getprevious() is not None:  # drop what is done with
                         del root[0]
-                elif top is not None and top.tag == response:
-                    if el.tag == href_tag and el.getparent() is top:
-                        href = (el.text or "").strip() or None
-                    elif el.tag == etag_tag:
-                        etag = text_of(el)
             if root is not None and fed - mark > entry_limit:
                 if top is not None and top.tag == response:
+                    # what was read of it so far: its href (which servers send first)
+                    found = top.find(href_tag)
+                    href = (found.text or "").strip() or None if found is not None else None
+                    etag = next((text_of(e) for e in top.iter(etag_tag)), None)
                     yield ("too large", href, etag)
                     return
                 what = f"<{top.tag}>" if top is not None else "text"
