@@ -167,7 +167,7 @@ class StorageConfig:
     timeout: float = DEFAULT_TIMEOUT
     connections: int = DEFAULT_CONNECTIONS
     #: bytes of one answer from the server (caldav/carddav/webcal)
-    max_response_size: int = 256 << 20
+    max_response_size: int = 64 << 20
     #: bytes of one record read from a caldav/carddav server
     max_record_size: int = 32 << 20
     #: seconds one request may take in all (``timeout``: each silence)

@@ -83,6 +83,8 @@ class Executor:
         self._blocked: set[str] = set()
         #: tokens returned by flushes: what a side's token is after our own writes
         self.tokens: dict[Side, str] = {}
+        #: writes that landed on a side that has yet to list them: href -> (ident, etag)
+        self.unconfirmed: dict[Side, dict[str, tuple[str, str]]] = {"a": {}, "b": {}}
 
     def run(self, actions: Sequence[Action]) -> Stats:
         """Run the actions in batches. A signal to stop (see ``interrupt``) lets the batch
@@ -181,6 +183,10 @@ class Executor:
                             self.db.forget_conflict(kept[o.action.ident])
                         continue
                     ident = o.action.ident
+                    for side in o.sides:
+                        known = o.entry.side(side) if o.entry is not None else None
+                        if known is not None and known.unseen:
+                            self.unconfirmed[side][known.href] = (ident, known.etag)
                     if o.entry is None:
                         self.db.forget(self.pair, self.collection, ident)
                     elif o.base is not None:
@@ -306,9 +312,9 @@ class Executor:
         return _Outcome(action, entry, record.to_bytes(), sides=(action.to,))
 
     def _merge_write(self, action: MergeWrite) -> _Outcome:
-        """The merged record to both sides (where it differs). No pending note: if only one
-        side got it, the next run merges again and finds the same result (merging is
-        idempotent), so it goes to the other side then."""
+        """The merged record to both sides (where it differs). Its pending notes keep what
+        each side held: if only one side got it, the next run replays the merge from there
+        (see ``plan.Merge.rebase``), even when a side was edited again meanwhile."""
         record = action.record
         known: dict[Side, Known] = {}
         written: list[Side] = []
@@ -369,17 +375,29 @@ def _lost_version(action: Action) -> SavedConflict | None:
     )  # fmt: skip
 
 
-def _pending(action: Action) -> list[tuple[Pending, bytes | None]]:
+def _pending(action: Action) -> list[Pending]:
     if isinstance(action, Copy):
         record = action.source.record
         assert record is not None
-        return [(Pending(action.ident, action.to, record.hash, record.hash), record.to_bytes())]
+        what = "create" if action.target is None else "update"
+        before = action.target.hash if action.target is not None else None  # it replaces
+        return [Pending(action.ident, action.to, record.hash, before, record.to_bytes(),
+                        None, what)]  # fmt: skip
     if isinstance(action, Delete):
-        return [(Pending(action.ident, action.on, None, None), None)]
+        return [Pending(action.ident, action.on, None, None, None, None, "delete")]
     if isinstance(action, Duplicate):
         # a new record: neither side held it when the write was planned
         body = action.record.to_bytes()
+        h = action.record.hash
+        return [Pending(action.ident, s, h, None, body, None, "duplicate") for s in action.sides]
+    if isinstance(action, MergeWrite):
+        # each side to be written, with what it held: if the run dies after one of the
+        # writes and a side is edited before the next run, the merge is replayed from there
+        merged = action.record.to_bytes()
         return [
-            (Pending(action.ident, side, action.record.hash, None), body) for side in action.sides
-        ]
+            Pending(action.ident, side, action.record.hash, item.hash, merged,
+                    item.record.to_bytes() if item.record is not None else None, "merge")
+            for side, item in (("a", action.a), ("b", action.b))
+            if item.hash != action.record.hash
+        ]  # fmt: skip
     return []

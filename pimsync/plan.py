@@ -116,13 +116,33 @@ class SaveState:
 
 
 @dataclass(frozen=True, slots=True)
+class Rebase:
+    """A merged record that a crashed run wrote to one side only: ``merged`` is what it
+    wrote; ``prior_a`` / ``prior_b`` what each side held before (None: that side held the
+    merged record already). Each side's edits since are replayed onto ``merged``."""
+
+    merged: bytes
+    prior_a: bytes | None
+    prior_b: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class Merge:
-    """Changed on both sides: to be merged against the base (see :func:`settle`)."""
+    """Changed on both sides: to be merged against the base (see :func:`settle`).
+    ``base``: the base when a landed write of a crashed run brought it (else the state's);
+    ``rebase``: set for a merge a crashed run wrote to one side only."""
 
     ident: str
     a: Item
     b: Item
     entry: Entry
+    base: bytes | None = None
+    rebase: Rebase | None = None
+    #: the content a crashed run was copying to a side (``alt_side``) that was edited
+    #: since: the base instead of the state's if that side's version holds the copy's
+    #: changes (the copy landed, then the side was edited), see :func:`settle`
+    alt_base: bytes | None = None
+    alt_side: Side = "b"
 
     def __str__(self) -> str:
         return f"merge {self.ident} (changed on both sides)"
@@ -192,14 +212,39 @@ def effective_entries(
     its new base (the content written) where both sides now hold it, else None."""
     views = {"a": a, "b": b}
     landed: dict[str, dict[Side, Pending]] = {}
+    edited: dict[str, Pending] = {}  # a create that landed, and was edited since
     for p in pending:
+        if p.merged:
+            continue  # see _merged_notes
         current = views[p.side].items.get(p.ident)
         if (current is None and p.hash is None) or (current and current.hash == p.hash):
             landed.setdefault(p.ident, {})[p.side] = p
-    if not landed:
+        elif (
+            p.action == "create"
+            and current is not None
+            and (state.get(p.ident) is None or state[p.ident].side(p.side) is None)
+            and (source := views[other(p.side)].items.get(p.ident)) is not None
+            and source.hash != p.hash
+        ):
+            # a copy to a side that did not hold the record, which both sides now hold in
+            # other versions: edited on both sides since (or made anew on the target side,
+            # which nothing can tell apart): a change on both sides, merged against what
+            # was being copied, never one side's version taken silently
+            edited[p.ident] = p
+    if not landed and not edited:
         return dict(state), {}
     entries = dict(state)
     bases: dict[str, bytes | None] = {}
+    for ident, p in edited.items():
+        if ident in landed:
+            continue
+        sides_e: dict[Side, Known] = {}
+        for side in ("a", "b"):
+            current = views[side].items[ident]
+            # the hash both sides held after the copy: what differs now is an edit
+            sides_e[side] = Known(current.href, "", p.hash)  # type: ignore[arg-type]
+        entries[ident] = Entry(ident, sides_e["a"], sides_e["b"])
+        bases[ident] = p.base
     for ident, by_side in landed.items():
         old = state.get(ident)
         sides: dict[Side, Known | None] = {}
@@ -209,15 +254,16 @@ def effective_entries(
                 sides[side] = current.known() if current else None
                 continue
             p = next(iter(by_side.values()))
-            if p.other is None:
+            held = p.source_hash
+            if held is None:
                 sides[side] = None
-            elif current is not None and current.hash == p.other:
+            elif current is not None and current.hash == held:
                 sides[side] = current.known()
             else:
                 prior = old.side(side) if old else None
                 href = prior.href if prior else (current.href if current else "")
                 etag = prior.etag if prior else ""
-                sides[side] = Known(href, etag, p.other)
+                sides[side] = Known(href, etag, held)
         entries[ident] = Entry(ident, sides["a"], sides["b"])
         ka, kb = sides["a"], sides["b"]
         written = next((p for p in by_side.values() if p.base is not None), None)
@@ -294,10 +340,20 @@ def plan(
     entries, stale = effective_entries(state, pending, a, b)
     planner = _Planner(a, b, options)
     planner.without_base = without_base
+    planner.bases = stale
+    planner.alt_bases = {
+        p.ident: p
+        for p in pending
+        if p.action == "update" and p.base is not None and p.ident not in stale
+    }
     redundant = _redundant_conflict_copies(pending, a, b)
+    losers = _redundant_losers(pending, a, b)
+    replays = _merged_notes(pending)
     idents = set(a.items) | set(b.items) | set(entries)
     for ident in sorted(idents):
         if ident in a.skip or ident in b.skip:
+            continue
+        if ident in replays and planner.replay(ident, replays[ident], state.get(ident)):
             continue
         if ident in redundant:
             side = redundant[ident]
@@ -306,6 +362,12 @@ def plan(
                 Delete(ident, side, item, "conflict copy of an interrupted run, no longer needed")
             )
             continue
+        if ident in losers:
+            side, copy = losers[ident]
+            item = (a if side == "a" else b).items[ident]
+            why = f"its version is kept as {copy}; the other side deleted the record"
+            planner.actions.append(Delete(ident, side, item, why))
+            continue
         planner.decide(ident, entries.get(ident), state.get(ident), ident in stale,
                        stale.get(ident))  # fmt: skip
     if not options.force_delete:
@@ -313,6 +375,45 @@ def plan(
         if reason:
             return Plan(stop=reason)
     return Plan(actions=planner.actions)
+
+
+def _merged_notes(pending: Sequence[Pending]) -> dict[str, dict[Side, Pending]]:
+    """The pending notes of merged records' writes, per ident and side."""
+    out: dict[str, dict[Side, Pending]] = {}
+    for p in pending:
+        if p.merged:
+            out.setdefault(p.ident, {})[p.side] = p
+    return out
+
+
+def _redundant_losers(
+    pending: Sequence[Pending], a: SideView, b: SideView
+) -> dict[str, tuple[Side, str]]:
+    """A "keep both" that a crashed run left half-done the other way round: the copy of
+    the losing version reached both sides, the winner did not replace the loser, and the
+    user then deleted the winner. The loser's version is there twice (under its UID and as
+    the copy): the one under its UID is removed. Returns ident -> (side, the copy's UID)."""
+    from pimsync.model import with_uid
+
+    views: dict[Side, SideView] = {"a": a, "b": b}
+    out: dict[str, tuple[Side, str]] = {}
+    for p in pending:
+        if p.action != "duplicate" or p.hash is None:
+            continue
+        origin, mark, _ = p.ident.rpartition("-conflict-")
+        if not mark or not origin or origin in out:
+            continue
+        if not all(views[s].items.get(p.ident, None) is not None for s in ("a", "b")):
+            continue  # the copy is not on both sides yet
+        holders = [s for s in ("a", "b") if origin in views[s].items]
+        if len(holders) != 1 or views[holders[0]].read_only:
+            continue
+        side = holders[0]
+        loser = views[side].items[origin]
+        if loser.record is None or with_uid(loser.record, p.ident).hash != p.hash:
+            continue  # it holds another version: not a copy of the kept one
+        out[origin] = (side, p.ident)
+    return out
 
 
 def _redundant_conflict_copies(
@@ -329,7 +430,8 @@ def _redundant_conflict_copies(
     views: dict[Side, SideView] = {"a": a, "b": b}
     noted: dict[str, set[Side]] = {}
     for p in pending:
-        if p.hash is not None and p.other is None:  # a record new on both sides: a copy
+        if p.action == "duplicate" or (p.action is None and p.hash is not None and p.other is None):
+            # a record new on both sides: a "keep both" copy
             noted.setdefault(p.ident, set()).add(p.side)
     out: dict[str, Side] = {}
     for ident, sides in noted.items():
@@ -359,6 +461,41 @@ class _Planner:
         self.options = options
         self.actions: list[Action] = []
         self.without_base: Collection[str] = ()
+        #: bases brought by the landed writes of a crashed run
+        self.bases: Mapping[str, bytes | None] = {}
+        #: what a crashed run was copying, where it cannot be told whether it landed
+        self.alt_bases: Mapping[str, Pending] = {}
+
+    def _alt_base(self, ident: str, A: Item, B: Item) -> tuple[bytes | None, Side]:
+        """What a crashed run was copying to a side that now holds neither it nor what it
+        held before: edited since, after the copy landed or instead of it."""
+        p = self.alt_bases.get(ident)
+        if p is None:
+            return None, "b"
+        target = A if p.side == "a" else B
+        return (p.base if target.hash not in (p.hash, p.other) else None), p.side
+
+    def replay(self, ident: str, notes: Mapping[Side, Pending], stored: Entry | None) -> bool:
+        """A merged record a crashed run was writing. Landed on every side it was written
+        to, and nothing edited since: it is the synced state. Otherwise the merge is
+        replayed (see :class:`Rebase`). False: decide as usual (a side lacks the record)."""
+        A = self.views["a"].items.get(ident)
+        B = self.views["b"].items.get(ident)
+        if A is None or B is None or stored is None:
+            return False
+        note = next(iter(notes.values()))
+        assert note.hash is not None and note.base is not None
+        if A.hash == B.hash == note.hash:
+            self.save(ident, A, B, "a merge of a crashed run landed", base=note.base)
+            return True
+        if any(v.read_only for v in self.views.values()):
+            return False
+        prior = {s: notes[s].prior if s in notes else None for s in ("a", "b")}
+        if any(s in notes and prior[s] is None for s in ("a", "b")):
+            return False
+        rebase = Rebase(note.base, prior["a"], prior["b"])
+        self.actions.append(Merge(ident, A, B, stored, None, rebase))
+        return True
 
     def save(
         self,
@@ -482,7 +619,9 @@ class _Planner:
         if policy == "merge":
             readable = A.record is not None and B.record is not None
             if entry is not None and readable and not any(v.read_only for v in self.views.values()):
-                self.actions.append(Merge(ident, A, B, entry))
+                base = self.bases.get(ident)
+                alt, alt_side = self._alt_base(ident, A, B)
+                self.actions.append(Merge(ident, A, B, entry, base, None, alt, alt_side))
                 return
             policy = self.options.fallback  # no base (never synced), or a read-only side
             why += "; no base to merge against" if entry is None else ""
@@ -517,8 +656,10 @@ class _Planner:
             there = [v.items[new_uid] for v in self.views.values() if new_uid in v.items]
             if not there:
                 break
-            if all(item.hash == copy.hash for item in there):
-                return True  # kept by an earlier (interrupted) run; it syncs by itself
+            if any(item.hash == copy.hash for item in there):
+                # kept by an earlier (interrupted) run, on one side at least (edited on the
+                # other since, maybe): it syncs by itself; a second copy would keep it twice
+                return True
         else:
             return False
         sides = tuple(s for s in ("a", "b") if not self.views[s].read_only)
@@ -547,17 +688,28 @@ def settle(
     planner = _Planner(a, b, options)
     for act in merges:
         A, B = act.a, act.b
-        base = bases.get(act.ident)
-        assert A.record is not None and B.record is not None
-        if base is None:
-            planner.conflict(act.ident, A, B, act.entry, "changed on both sides; no base kept",
-                             options.fallback)  # fmt: skip
-            continue
         fallback = options.fallback
         prefer: Side = "b" if fallback == "b wins" or (
             fallback == "newest" and _newer(B.record, A.record)
         ) else "a"  # fmt: skip
-        result = merge(base, A.record, B.record, prefer)
+        if act.rebase is not None:
+            replayed = _replay(act, act.rebase)
+            if replayed is None:
+                why = "a merge of a crashed run cannot be replayed"
+                planner.conflict(act.ident, A, B, act.entry, why, fallback)
+                continue
+            base, ra, rb = replayed
+        else:
+            base = bases.get(act.ident)
+            assert A.record is not None and B.record is not None
+            ra, rb = A.record, B.record
+        if base is None:
+            planner.conflict(act.ident, A, B, act.entry, "changed on both sides; no base kept",
+                             options.fallback)  # fmt: skip
+            continue
+        if act.alt_base is not None:
+            base = _landed_copy(base, act.alt_base, rb if act.alt_side == "b" else ra)
+        result = merge(base, ra, rb, prefer)
         if result.record is None:
             planner.conflict(act.ident, A, B, act.entry, "changed on both sides; cannot merge",
                              fallback)  # fmt: skip
@@ -584,6 +736,65 @@ def settle(
             )
     kept = [act for act in the_plan.actions if not isinstance(act, Merge)]
     return Plan(actions=kept + planner.actions, stop=the_plan.stop)
+
+
+def _landed_copy(base: Record, copied: bytes, target: Record) -> Record:
+    """The base for a record a crashed run was copying to a side that was edited since:
+    the copied content if that side's version holds the copy's changes (the copy landed,
+    then the side was edited: merging the copy into it changes nothing), else the state's
+    base (the copy did not land)."""
+    from pimsync.errors import MalformedRecord
+    from pimsync.merge import merge
+    from pimsync.model import parse_record
+
+    try:
+        copy = parse_record(copied, base.kind, "copy")
+    except MalformedRecord:
+        return base
+    check = merge(base, copy, target, "b")
+    return (
+        copy
+        if check.clean and check.record is not None and check.record.hash == target.hash
+        else base
+    )
+
+
+def _replay(act: Merge, rebase: Rebase) -> tuple[Record, Record, Record] | None:
+    """A merge a crashed run wrote to one side only, with edits made since: each side's
+    edits (against what it held, the merged record if the write landed there, else its
+    version before) are replayed onto the merged record. Returns (merged, a's version,
+    b's version) to merge against the merged record, or None when a side's edits do not
+    replay cleanly (a true conflict: the fallback settles it)."""
+    from pimsync.errors import MalformedRecord
+    from pimsync.merge import merge
+    from pimsync.model import parse_record
+
+    kind = (act.a.record or act.b.record).kind if (act.a.record or act.b.record) else "ics"
+    try:
+        merged = parse_record(rebase.merged, kind, "merged")
+        out: list[Record] = []
+        for item, prior_bytes in ((act.a, rebase.prior_a), (act.b, rebase.prior_b)):
+            if item.hash == merged.hash:
+                out.append(merged)
+                continue
+            prior = parse_record(prior_bytes, kind, "prior") if prior_bytes is not None else None
+            if prior is not None and item.hash == prior.hash:
+                out.append(merged)  # not written there, not edited: it gets the merge
+                continue
+            if item.record is None:
+                return None
+            if prior is None:  # it held the merged record: its edits are against that
+                out.append(item.record)
+                continue
+            # edited since: against its version before if the write did not land, against
+            # the merged record if it did (then the merge's own changes are on both sides)
+            result = merge(prior, merged, item.record, "b")
+            if result.record is None or result.conflicts:
+                return None
+            out.append(result.record)
+    except MalformedRecord:
+        return None
+    return merged, out[0], out[1]
 
 
 def _newer(x: Record | None, y: Record | None) -> bool:

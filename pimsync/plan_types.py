@@ -42,9 +42,10 @@ class Entry:
 class Pending:
     """A write that was started but whose outcome never reached the state (a crash).
 
-    ``hash`` is what was written to ``side`` (None: a delete); ``other`` is the hash the
-    other side held when the write was planned. If ``side`` now holds ``hash``, the write
-    happened, and both are taken as the last synced state.
+    ``hash`` is what was written to ``side`` (None: a delete); ``other`` is, for a copy
+    (``action`` "create" or "update"), the hash ``side`` held before (None: nothing), and
+    otherwise the hash the other side held when the write was planned. If ``side`` now
+    holds ``hash``, the write happened, and both are taken as the last synced state.
     """
 
     ident: str
@@ -53,6 +54,22 @@ class Pending:
     other: str | None
     #: the content written (for a write that proves to have landed: the new base)
     base: bytes | None = None
+    #: for a merged record: what ``side`` held before (the merge is replayed from it when
+    #: a side was edited before the next run, see ``plan.Merge.rebase``)
+    prior: bytes | None = None
+    #: the write: "create" or "update" (a copy), "merge", "delete", "duplicate"; None in
+    #: notes of versions before this field
+    action: str | None = None
+
+    @property
+    def source_hash(self) -> str | None:
+        """The hash the side not written held when the write was planned."""
+        return self.hash if self.action in ("create", "update") else self.other
+
+    @property
+    def merged(self) -> bool:
+        """Is this the note of a merged record's write (not a copy, delete or duplicate)?"""
+        return self.action == "merge"
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,8 @@ MIGRATIONS: list[str] = [
         WHERE a_unseen = 1 OR b_unseen = 1;
     CREATE INDEX records_without_base ON records (pair, collection, ident)
         WHERE base IS NULL;
+    ALTER TABLE pending ADD COLUMN prior BLOB;
+    ALTER TABLE pending ADD COLUMN action TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -276,6 +278,15 @@ class StateDB:
         )
         return [r[0] for r in rows]
 
+    def seen(self, pair: str, collection: str, side: Side, idents: Iterable[str]) -> None:
+        """A side has listed these records that pimsync wrote to it."""
+        column = "a" if side == "a" else "b"
+        self.db.executemany(
+            f"UPDATE records SET {column}_unseen = 0 WHERE pair = ? AND collection = ? "  # noqa: S608
+            "AND ident = ?",
+            [(pair, collection, ident) for ident in idents],
+        )
+
     def seen_all(self, pair: str, collection: str) -> None:
         """Both sides have listed every record written to them."""
         self.db.execute(
@@ -355,18 +366,20 @@ class StateDB:
     # pending writes ------------------------------------------------------------------
     def pending(self, pair: str, collection: str) -> list[Pending]:
         rows = self.db.execute(
-            "SELECT ident, side, hash, other, base FROM pending WHERE pair = ? AND collection = ?",
+            "SELECT ident, side, hash, other, base, prior, action FROM pending "
+            "WHERE pair = ? AND collection = ?",
             (pair, collection),
         )
-        return [Pending(ident, side, h, o, base) for ident, side, h, o, base in rows]
+        return [Pending(*row) for row in rows]
 
-    def add_pending(
-        self, pair: str, collection: str, rows: Iterable[tuple[Pending, bytes | None]]
-    ) -> None:
+    def add_pending(self, pair: str, collection: str, rows: Iterable[Pending]) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO pending (pair, collection, ident, side, hash, other, base) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(pair, collection, p.ident, p.side, p.hash, p.other, base) for p, base in rows],
+            "INSERT OR REPLACE INTO pending (pair, collection, ident, side, hash, other, base, "
+            "prior, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (pair, collection, p.ident, p.side, p.hash, p.other, p.base, p.prior, p.action)
+                for p in rows
+            ],
         )
 
     def clear_pending(self, pair: str, collection: str, ident: str | None = None) -> None:

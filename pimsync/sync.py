@@ -282,8 +282,9 @@ def sync_collection(
             # A side's token may only move on when everything it reported is now in the
             # state: a change that could not be written (read-only) must be seen again.
             held_back = {other(a.on) for a in the_plan.actions if isinstance(a, Skip)}
+            confirmed = _confirm_writes(db, name, collection, cols, executor, sides)
             new_tokens = {
-                s: executor.tokens.get(s, sides[s].token)
+                s: confirmed.get(s) or executor.tokens.get(s, sides[s].token)
                 if clean and sides[s].complete and s not in held_back
                 else None
                 for s in ("a", "b")
@@ -302,6 +303,40 @@ def sync_collection(
         with db.transaction():
             db.finish_run(name, collection, status, result.summary(), failures)
     return result
+
+
+def _confirm_writes(
+    db: StateDB,
+    pair: str,
+    collection: str,
+    cols: Mapping[Side, Collection],
+    executor: Executor,
+    sides: Mapping[Side, _Side],
+) -> dict[Side, str]:
+    """List again each server side this pass wrote to (one request where the server has
+    sync tokens): what it lists is confirmed kept. A record it does not list stays
+    unconfirmed, and the next run writes it again if the server still does not list it
+    (see plan row 18). Returns the sides whose token may move past the writes: those
+    whose changes since the listing are exactly pimsync's own writes, so that a record a
+    phone deletes later is reported by the server as a deletion."""
+    out: dict[Side, str] = {}
+    for s in ("a", "b"):
+        written = executor.unconfirmed.get(s)
+        if not written:
+            continue
+        try:
+            listing = cols[s].list(sides[s].token)
+        except PimsyncError:
+            continue  # not confirmed now: the next run looks
+        seen = [ident for href, (ident, _) in written.items() if listing.items.get(href)]
+        with db.transaction():
+            db.seen(pair, collection, s, seen)
+        own = all(
+            href in written and etag == written[href][1] for href, etag in listing.items.items()
+        )
+        if listing.delta and own and len(seen) == len(written) and listing.token:
+            out[s] = listing.token
+    return out
 
 
 class _Reader:
@@ -453,8 +488,9 @@ def load_bases(
 
     out: dict[str, Record | None] = {}
     for action in the_plan.actions:
-        if isinstance(action, Merge):
-            raw = db.base(pair, collection, action.ident)
+        if isinstance(action, Merge) and action.rebase is None:
+            # a landed write of a crashed run brought a newer base than the state's
+            raw = action.base or db.base(pair, collection, action.ident)
             kind = action.a.record.kind if action.a.record else "ics"
             try:
                 out[action.ident] = parse_record(raw, kind, "base") if raw else None

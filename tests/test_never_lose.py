@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import pimsync.storage.singlefile
 from pimsync.model import parse_record, split
 from pimsync.plan import Options
 from pimsync.state import StateDB
@@ -408,3 +409,197 @@ def test_a_bad_config_never_repeats_a_password(tmp_path, capsys, line):
     err = capsys.readouterr().err
     assert "storages.s." in err
     assert "hunter2-SECRET" not in err and "77123456789" not in err
+
+
+def _event(uid: str, summary: str, location: str) -> bytes:
+    return make_event(uid, summary, extra=f"LOCATION:{location}\r\n")
+
+
+def _props(data: bytes) -> tuple[str, str]:
+    text = data.decode()
+    summary = text.split("SUMMARY:", 1)[1].split("\r\n", 1)[0]
+    location = text.split("LOCATION:", 1)[1].split("\r\n", 1)[0]
+    return summary, location
+
+
+def _file_record(path: Path, uid: str) -> bytes:
+    return next(
+        r for r in split(path.read_bytes(), "ics", str(path)).records if r.ident == uid
+    ).to_bytes()
+
+
+def _edit_file(path: Path, uid: str, summary: str, location: str) -> None:
+    from pimsync.model import join
+
+    records = split(path.read_bytes(), "ics", str(path)).records
+    new = [r if r.ident != uid else parse_record(_event(uid, summary, location), "ics", "t")
+           for r in records]  # fmt: skip
+    path.write_bytes(join(new, "ics"))
+
+
+def test_a_merge_written_to_one_side_before_a_crash_is_replayed_with_later_edits(
+    tmp_path, monkeypatch
+):
+    """The merged record reached a, the run died before b's file was rewritten; then a's
+    SUMMARY and b's LOCATION are edited again. Both edits survive, no conflict."""
+
+    class Crash(BaseException):
+        pass
+
+    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
+    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
+    vfile.write_bytes(_event("x", "S0", "L0"))
+    pair = PairSettings("p", "all", Options())
+    with StateDB(tmp_path / "state") as db:
+        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    vfile.write_bytes(_event("x", "S1", "L0"))  # the laptop edits the summary
+    _edit_file(bfile, "x", "S0", "L1")  # the phone the location
+    real_flush = pimsync.storage.singlefile.SingleFileCollection.flush
+
+    def crash(self):
+        raise Crash()
+
+    with StateDB(tmp_path / "state") as db:
+        monkeypatch.setattr(pimsync.storage.singlefile.SingleFileCollection, "flush", crash)
+        with pytest.raises(Crash):
+            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+        monkeypatch.setattr(pimsync.storage.singlefile.SingleFileCollection, "flush", real_flush)
+    assert _props(vfile.read_bytes()) == ("S1", "L1")  # the merge reached a only
+    assert _props(_file_record(bfile, "x")) == ("S0", "L1")
+    vfile.write_bytes(vfile.read_bytes().replace(b"SUMMARY:S1", b"SUMMARY:S2"))
+    _edit_file(bfile, "x", "S0", "L2")
+    with StateDB(tmp_path / "state") as db:
+        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    assert result.stats.conflicts == 0, result.stats
+    assert _props(vfile.read_bytes()) == ("S2", "L2")  # before: L1 or L2 lost to "newest"
+    assert _props(_file_record(bfile, "x")) == ("S2", "L2")
+
+
+def test_a_create_that_landed_before_a_crash_then_edited_on_both_sides_merges(
+    tmp_path, monkeypatch
+):
+    class Crash(BaseException):
+        pass
+
+    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
+    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
+    vfile.write_bytes(_event("x", "S0", "L0"))
+    pair = PairSettings("p", "all", Options())
+    real_put = StateDB.put
+
+    def crash(*args, **kw):
+        raise Crash()
+
+    with StateDB(tmp_path / "state") as db:
+        monkeypatch.setattr(StateDB, "put", crash)
+        with pytest.raises(Crash):  # the first sync's copy landed, its commit did not
+            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+        monkeypatch.setattr(StateDB, "put", real_put)
+    vfile.write_bytes(_event("x", "S1", "L0"))
+    _edit_file(bfile, "x", "S0", "L1")
+    with StateDB(tmp_path / "state") as db:
+        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    assert result.stats.conflicts == 0 and result.stats.merged == 1, result.stats
+    assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S1", "L1")
+
+
+# --- temporary files a killed run left --------------------------------------------------
+
+
+def test_a_killed_runs_temporary_files_are_removed_and_nothing_else(tmp_path):
+    import fcntl
+
+    from pimsync.storage.fsutil import remove_stale_temp
+
+    d = tmp_path / "c"
+    d.mkdir()
+    stale = d / ".e1.ics.0123456789ab.tmp"
+    stale.write_bytes(b"half a record")
+    live = d / ".e2.ics.ba9876543210.tmp"
+    live.write_bytes(b"being written")
+    held = os.open(live, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a live writer
+    decoys = [d / ".e3.ics.tmp", d / "e4.ics.0123456789ab.tmp", d / ".notes.0123456789AB.tmp"]
+    for decoy in decoys:
+        decoy.write_bytes(b"someone else's")
+    link = d / ".e5.ics.0123456789ab.tmp"
+    link.symlink_to(d / "elsewhere")
+    try:
+        assert [remove_stale_temp(p) for p in (stale, live, *decoys, link)] == [True] + [False] * 5
+    finally:
+        os.close(held)
+    assert not stale.exists() and live.exists() and link.is_symlink()
+    assert all(p.exists() for p in decoys)
+    assert remove_stale_temp(live)  # its writer is gone
+
+
+def test_temporary_files_of_runs_killed_midway_do_not_pile_up(tmp_path):
+    home = tmp_path / "vdir" / "home"
+    home.mkdir(parents=True)
+    (tmp_path / "phone").mkdir()
+    cfg = write_config(tmp_path)
+    for i in range(1500):
+        (home / f"e{i}.ics").write_bytes(make_event(f"e{i}", f"event {i}"))
+    command = [sys.executable, "-m", "pimsync", "--config", str(cfg), "run"]
+    # as a killed run leaves them: one beside the phone's file, one in the vdir
+    (tmp_path / "phone" / ".home.ics.00000000abcd.tmp").write_bytes(b"BEGIN:VCALENDAR")
+    (home / ".e1.ics.00000000abcd.tmp").write_bytes(b"BEGIN:VCALENDAR")
+    for delay in (0.3, 0.6, 0.9):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+    subprocess.run(command, capture_output=True, check=True, timeout=120)
+    subprocess.run(command, capture_output=True, check=True, timeout=120)
+    left = [p for p in tmp_path.rglob(".*.tmp")]
+    assert left == [], left
+    assert len(phone_uids(tmp_path)) == 1500
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_a_copy_of_a_crashed_run_then_edits_on_both_sides_merge_without_conflict(
+    tmp_path, monkeypatch, landed
+):
+    """a's SUMMARY edit was being copied to b when the run died (the copy landed or not:
+    nothing tells); then b's LOCATION and a's SUMMARY are edited. Merged, no conflict."""
+
+    class Crash(BaseException):
+        pass
+
+    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
+    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
+    vfile.write_bytes(_event("x", "S0", "L0"))
+    (tmp_path / "a" / "c" / "y.ics").write_bytes(_event("y", "S0", "L0"))
+    pair = PairSettings("p", "all", Options())
+    with StateDB(tmp_path / "state") as db:
+        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    vfile.write_bytes(_event("x", "S1", "L0"))
+
+    def crash(*args, **kw):
+        raise Crash()
+
+    target = (StateDB, "put") if landed else (
+        pimsync.storage.singlefile.SingleFileCollection, "flush"
+    )  # fmt: skip
+    with StateDB(tmp_path / "state") as db:
+        with monkeypatch.context() as m:
+            m.setattr(*target, crash)
+            with pytest.raises(Crash):
+                sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    assert _props(_file_record(bfile, "x"))[0] == ("S1" if landed else "S0")
+    summary = _props(_file_record(bfile, "x"))[0]
+    _edit_file(bfile, "x", summary, "L1")
+    vfile.write_bytes(_event("x", "S2", "L0"))
+    with StateDB(tmp_path / "state") as db:
+        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    assert result.stats.conflicts == 0, result.stats
+    assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S2", "L1")

@@ -136,3 +136,58 @@ collections = ["old", "{name}"]
     assert len(list((pc / name).glob("*.ics"))) == 400
     last = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert last.returncode == 0 and last.stdout.count(NO_CHANGE) == 2, last.stdout
+
+
+def test_a_record_the_phone_deletes_right_after_the_upload_is_deleted_here_too(env):  # noqa: F811
+    """The writes are confirmed by listing the server once more at the end of the run, so
+    a deletion on the server right after is a deletion, not a dropped write."""
+    e, proxy = synced_env(env, 3)
+    e.write("fresh", "uploaded now")
+    assert e.run().rc == 0
+    assert "fresh" in e.server_uids()
+    href = next(h for h, body in e.server_records().items() if b"UID:fresh" in body)
+    assert e.server.request("DELETE", href).status in (200, 204)  # the phone deletes it
+    run = e.run()
+    assert run.rc == 0, run.text  # before: "did not keep it", written again
+    assert "a +0 ~0 -1" in run.text
+    assert e.local_uids() == e.server_uids() == [f"ev-{i}" for i in range(3)]
+
+
+def test_a_collection_an_interrupted_run_created_is_used_not_created_again(tmp_path, radicale):
+    """A run killed right after MKCALENDAR (before it noted the new calendar): the next
+    run's MKCALENDAR finds it there (Radicale: 409 resource-must-be-null) and uses it."""
+    name = f"made-{uuid.uuid4().hex[:8]}"
+    assert radicale.request("MKCALENDAR", f"{radicale.calendar_home}{name}/").status in (
+        200,
+        201,
+    )  # as the killed run left it
+    pc = tmp_path / "pc" / name
+    pc.mkdir(parents=True)
+    (pc / "x.ics").write_bytes(make_event("x", "here"))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f"""
+[general]
+state_dir = "state"
+[storages.pc]
+type = "vdir"
+path = "pc"
+fileext = ".ics"
+[storages.server]
+type = "caldav"
+url = "{radicale.url.rstrip("/")}{radicale.calendar_home}"
+username = "{radicale.username}"
+password = "x"
+[pairs.p]
+a = "pc"
+b = "server"
+collections = ["{name}"]
+"""
+    )
+    # the discovery cache as the killed run saved it: without the new calendar
+    command = [sys.executable, "-m", "pimsync", "--config", str(cfg)]
+    subprocess.run([*command, "discover"], capture_output=True, timeout=60, check=True)
+    _drop_from_cached_discovery(str(tmp_path / "state" / "state.sqlite"), name)
+    run = subprocess.run([*command, "run"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr  # before: MKCALENDAR: 409 Conflict
+    assert _server_count(radicale, f"{radicale.calendar_home}{name}/") == 1

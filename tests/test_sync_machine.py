@@ -300,3 +300,25 @@ def test_interrupted_keep_both_then_the_winner_deleted_leaves_no_second_copy():
     finally:
         m.patches.close()
         shutil.rmtree(m.tmp, ignore_errors=True)
+
+
+def test_keep_both_copy_on_both_sides_then_the_winner_deleted_leaves_no_second_copy():
+    """Found by the machine: a crash after the "keep both" copy of b's version reached
+    both sides, before a's version replaced b's; then the user deletes a's version. b's
+    version is kept as the copy: the one under the original UID is removed, not copied
+    back to a (it would be there twice)."""
+    m = SyncMachineVdirVdir()
+    try:
+        m.setup()
+        m.write(side="a", uid="u1")  # v0
+        m.write(side="b", uid="u1")  # v1: a conflict, never synced
+        m.crashing_sync(crash_at=5)  # the copy of v1 reached both sides, a's v0 not b
+        b = m.side("b")
+        assert sorted(b.values()) == ["v1", "v1"], b  # under u1 and as the copy
+        m._supersede("v0")
+        m._put("a", "u1", None)  # the user deletes a's version
+        m.sync_and_check()  # no version lost, none twice
+        assert list(m.side("a").values()) == list(m.side("b").values()) == ["v1"]
+    finally:
+        m.patches.close()
+        shutil.rmtree(m.tmp, ignore_errors=True)

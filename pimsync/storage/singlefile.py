@@ -26,7 +26,7 @@ from pimsync.storage.base import (
     check_collection_id,
     fetch_parsed,
 )
-from pimsync.storage.fsutil import atomic_write, file_etag
+from pimsync.storage.fsutil import atomic_write, file_etag, remove_stale_temp
 
 PLACEHOLDER = "{collection}"
 
@@ -150,7 +150,19 @@ class SingleFileCollection:
             raise PreconditionFailed("changed while syncing", where=self.where)
         data = join(self._records.values(), self.kind, self._wrapper)  # type: ignore[arg-type]
         self._loaded_etag = atomic_write(self.path, data)
+        self._remove_stale_temps()
         return self._loaded_etag
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary files of this file that a killed run left beside it."""
+        prefix = f".{self.path.name[:64]}."
+        try:
+            with os.scandir(self.path.parent) as entries:
+                names = [e.name for e in entries if e.name.startswith(prefix)]
+        except OSError:
+            return
+        for name in names:
+            remove_stale_temp(self.path.parent / name)
 
     def get_meta(self, key: str) -> str | None:
         if self.kind != "ics":

@@ -15,7 +15,7 @@ from pathlib import Path
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
 from pimsync.model.record import Kind, Record
 from pimsync.storage.base import CollectionInfo, Fetched, Listing, check_collection_id
-from pimsync.storage.fsutil import atomic_write, file_etag, fsync_dir
+from pimsync.storage.fsutil import atomic_write, file_etag, fsync_dir, remove_stale_temp
 
 META_KEYS = ("displayname", "color")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}")
@@ -78,7 +78,11 @@ class VdirCollection:
             with os.scandir(self.path) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.startswith(".") or not name.endswith(ext):
+                    if name.startswith("."):
+                        if name.endswith(".tmp"):  # a killed run's temporary file
+                            remove_stale_temp(self.path / name)
+                        continue
+                    if not name.endswith(ext):
                         continue
                     try:
                         if entry.is_dir():

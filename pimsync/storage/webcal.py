@@ -38,8 +38,8 @@ class WebcalCollection:
         elif token and token.startswith("lm:"):
             headers["If-Modified-Since"] = validator = token[3:]
         resp = self.client.request(
-            "GET", self.client.base_url, None, headers, follow_redirects=True
-        )
+            "GET", self.client.base_url, None, headers, follow_redirects=True, whole=None
+        )  # a feed is read whole (it is split), up to max_response_size
         if resp.status == 304 and validator is not None:
             return Listing(items={}, token=token, delta=True)
         check_status(resp, "GET", (200,))

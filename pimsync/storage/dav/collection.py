@@ -234,9 +234,14 @@ class DavCollection:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=self.client.max_connections) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.client.max_connections)
+        try:
             for result in pool.map(fetch, batches):
                 yield from result
+        except BaseException:  # stopped (a signal, an error, a reader that gave up): the
+            pool.shutdown(wait=False, cancel_futures=True)  # batches not begun are dropped
+            raise
+        pool.shutdown()
 
     def _too_large(self, href: str, etag: str, limit: str) -> Fetched:
         size = self.client.max_record_size if limit == "max_record_size" else None

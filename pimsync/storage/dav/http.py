@@ -44,7 +44,7 @@ USER_AGENT = f"pimsync/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
 MAX_RETRY_AFTER = 30.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
-DEFAULT_MAX_RESPONSE_SIZE = 256 << 20  # bytes of one answer
+DEFAULT_MAX_RESPONSE_SIZE = 64 << 20  # bytes of one answer
 DEFAULT_MAX_RECORD_SIZE = 32 << 20  # bytes of one record in a multiget
 DEFAULT_MAX_REQUEST_TIME = 600.0  # seconds one request may take in all
 CHUNK = 1 << 16  # what one read asks for
@@ -72,6 +72,12 @@ class ResponseTooLarge(HttpError):
 
 class RequestTooSlow(HttpError):
     """A request went past ``max_request_time``."""
+
+
+#: the most read whole of a DAV answer that is not parsed as a stream (discovery,
+#: PROPPATCH, a PUT's answer): such answers are small, and a hostile one must not fill
+#: memory up to max_response_size
+WHOLE_ANSWER = 16 << 20
 
 
 class ServerUnreachable(HttpError, Unreachable):
@@ -220,15 +226,19 @@ class StreamResponse:
         self.read_bytes = 0
         self._complete = False
         self._closed = False
+        #: bytes this answer may have (lowered for answers read whole, see ``request``)
+        self.limit = client.max_response_size
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
     def chunks(self) -> Iterator[bytes]:
         client, raw, watch = self.client, self._raw, self._watch
-        limit = client.max_response_size
+        limit = self.limit
         if raw.length is not None and raw.length > limit:
-            raise client.too_large(self.method, self.url, f"announces {format_size(raw.length)}")
+            raise client.too_large(
+                self.method, self.url, f"announces {format_size(raw.length)}", limit
+            )
         while True:
             if time.monotonic() > watch.deadline:
                 raise client.too_slow(self.method, self.url, self.read_bytes)
@@ -247,7 +257,7 @@ class StreamResponse:
                 return
             self.read_bytes += len(data)
             if self.read_bytes > limit:
-                raise client.too_large(self.method, self.url, "is still going")
+                raise client.too_large(self.method, self.url, "is still going", limit)
             yield data
 
     def read(self) -> bytes:
@@ -345,10 +355,18 @@ class HttpClient:
         return f"storages.{self.name}.{key}" if self.name else key
 
     # limits ----------------------------------------------------------------------------
-    def too_large(self, method: str, url: str, what: str) -> ResponseTooLarge:
-        limit = format_size(self.max_response_size)
+    def too_large(
+        self, method: str, url: str, what: str, limit: int | None = None
+    ) -> ResponseTooLarge:
+        if limit is not None and limit < self.max_response_size:
+            return ResponseTooLarge(
+                f"{method}: the answer {what}, more than {format_size(limit)}, the most "
+                "pimsync reads whole of such an answer; stopped reading it",
+                url=url,
+            )
+        size = format_size(self.max_response_size)
         return ResponseTooLarge(
-            f"{method}: the answer {what}, more than max_response_size ({limit}); "
+            f"{method}: the answer {what}, more than max_response_size ({size}); "
             f"stopped reading it. To accept larger answers, raise "
             f"{self.config_key('max_response_size')}",
             url=url,
@@ -432,19 +450,21 @@ class HttpClient:
         *,
         retry: bool | None = None,
         follow_redirects: bool = False,
+        whole: int | None = WHOLE_ANSWER,
     ) -> Response:
         """Send a request and return the response, whatever its status (except that 401
         raises AuthError). ``retry`` (default: safe methods and conditional writes) allows
         repeating it on connection errors, 429 and 503. The body is read whole, within
-        ``max_response_size`` and ``max_request_time``."""
+        ``max_request_time`` and ``whole`` bytes (a DAV answer that is not streamed is
+        small: :data:`WHOLE_ANSWER`; None: up to ``max_response_size``, for a feed)."""
+
+        def read(answer: StreamResponse) -> Response:
+            if whole is not None:
+                answer.limit = min(answer.limit, whole)
+            return answer.response()
+
         return self.stream(
-            method,
-            href,
-            body,
-            headers,
-            StreamResponse.response,
-            retry=retry,
-            follow_redirects=follow_redirects,
+            method, href, body, headers, read, retry=retry, follow_redirects=follow_redirects
         )
 
     def stream(

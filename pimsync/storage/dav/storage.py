@@ -283,10 +283,17 @@ class DavStorage:
         resp = self.client.request(
             method, path, body, {"Content-Type": "application/xml; charset=utf-8"}
         )
-        if resp.status == 405:  # exists already (a race with another client): use it
-            pass
-        else:
-            check_status(resp, method, (200, 201, 204))
+        exists = resp.status == 405 or (
+            resp.status in (403, 409) and xml.has_error(resp.body, "resource-must-be-null")
+        )  # exists already (a run stopped right after creating it, another client): use it
+        if not exists and resp.status not in (200, 201, 204):
+            try:
+                self.discover()  # it may be there anyway; otherwise the server's answer
+            except StorageError:
+                pass
+            if self._found is None or collection_id not in self._found:
+                check_status(resp, method, (200, 201, 204))
+            return self.collection(collection_id)
         found = Found(collection_id, path)
         assert self._found is not None
         self._found[collection_id] = found
