@@ -134,10 +134,19 @@ class Executor:
         if self.db is not None:
             notes = [note for action in prepared for note in _pending(action)]
             losers = [(a.ident, lost) for a in prepared if (lost := _lost_version(a))]
-            if notes or losers:
+            first = [a for a in prepared if isinstance(a, SaveState) and a.first]
+            if notes or losers or first:
                 # the losing version of a conflict is kept before the winner replaces it:
                 # a run killed after the write still has it (withdrawn if the write fails)
                 with self.db.transaction():
+                    for action in first:  # what a crashed run's writes changed
+                        outcome = self._apply(action)
+                        if outcome.entry is None:
+                            continue
+                        if outcome.base is not None:
+                            self.db.put(self.pair, self.collection, outcome.entry, outcome.base)
+                        else:
+                            self.db.put(self.pair, self.collection, outcome.entry)
                     self.db.add_pending(self.pair, self.collection, notes)
                     for ident, lost in losers:
                         saved = replace(lost, pair=self.pair, collection=self.collection)

@@ -109,6 +109,9 @@ class SaveState:
     #: the new base as bytes, when it is known without a record at hand (a write of a
     #: crashed run that proves to have landed)
     base: bytes | None = None
+    #: recorded before any write of the batch (what a crashed run's write changed, when
+    #: a new write of the same record follows: its note replaces the old one)
+    first: bool = False
 
     def __str__(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
@@ -349,6 +352,7 @@ def plan(
     redundant = _redundant_conflict_copies(pending, a, b)
     losers = _redundant_losers(pending, a, b)
     replays = _merged_notes(pending)
+    early: list[Action] = []
     idents = set(a.items) | set(b.items) | set(entries)
     for ident in sorted(idents):
         if ident in a.skip or ident in b.skip:
@@ -368,13 +372,26 @@ def plan(
             why = f"its version is kept as {copy}; the other side deleted the record"
             planner.actions.append(Delete(ident, side, item, why))
             continue
+        before = len(planner.actions)
         planner.decide(ident, entries.get(ident), state.get(ident), ident in stale,
                        stale.get(ident))  # fmt: skip
+        entry = entries.get(ident)
+        if (
+            ident in stale
+            and entry is not None
+            and any(not isinstance(act, SaveState) for act in planner.actions[before:])
+        ):
+            # a write of a crashed run landed and a new write of the record follows: what
+            # landed is recorded first, so that a crash now does not forget it
+            early.append(
+                SaveState(ident, entry.a, entry.b, "a write of a crashed run landed",
+                          base=stale[ident], first=True)
+            )  # fmt: skip
     if not options.force_delete:
         reason = _mass_delete(planner.actions, state, options)
         if reason:
             return Plan(stop=reason)
-    return Plan(actions=planner.actions)
+    return Plan(actions=early + planner.actions)
 
 
 def _merged_notes(pending: Sequence[Pending]) -> dict[str, dict[Side, Pending]]:
@@ -403,8 +420,10 @@ def _redundant_losers(
         origin, mark, _ = p.ident.rpartition("-conflict-")
         if not mark or not origin or origin in out:
             continue
-        if not all(views[s].items.get(p.ident, None) is not None for s in ("a", "b")):
-            continue  # the copy is not on both sides yet
+        if not all(
+            (c := views[s].items.get(p.ident)) is not None and c.hash == p.hash for s in ("a", "b")
+        ):
+            continue  # not on both sides: see _redundant_conflict_copies
         holders = [s for s in ("a", "b") if origin in views[s].items]
         if len(holders) != 1 or views[holders[0]].read_only:
             continue
@@ -433,6 +452,9 @@ def _redundant_conflict_copies(
         if p.action == "duplicate" or (p.action is None and p.hash is not None and p.other is None):
             # a record new on both sides: a "keep both" copy
             noted.setdefault(p.ident, set()).add(p.side)
+    for p in pending:  # a later run that was completing such a copy on the other side
+        if p.action == "create" and p.ident in noted:
+            noted[p.ident].add(p.side)
     out: dict[str, Side] = {}
     for ident, sides in noted.items():
         origin, mark, _ = ident.rpartition("-conflict-")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import pimsync.storage.singlefile
+import pimsync.storage.vdir
 from pimsync.model import parse_record, split
 from pimsync.plan import Options
 from pimsync.state import StateDB
@@ -603,3 +604,43 @@ def test_a_copy_of_a_crashed_run_then_edits_on_both_sides_merge_without_conflict
         (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
     assert result.stats.conflicts == 0, result.stats
     assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S2", "L1")
+
+
+def test_a_landed_write_is_recorded_before_the_next_write_of_the_record(tmp_path, monkeypatch):
+    """b's LOCATION reached a, the run died before recording it; b edits again; the next
+    run dies right after noting its own write of the record (which replaces the old
+    note). What landed first is recorded before that: the run after merges nothing
+    (b's second edit is a one-side change), no conflict."""
+
+    class Crash(BaseException):
+        pass
+
+    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
+    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
+    vfile.write_bytes(_event("x", "S0", "L0"))
+    pair = PairSettings("p", "all", Options())
+    with StateDB(tmp_path / "state") as db:
+        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+
+    def crash(*args, **kw):
+        raise Crash()
+
+    _edit_file(bfile, "x", "S0", "L1")
+    with StateDB(tmp_path / "state") as db, monkeypatch.context() as m:
+        m.setattr(StateDB, "put", crash)  # the copy to a lands, its commit does not
+        with pytest.raises(Crash):
+            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    assert _props(vfile.read_bytes()) == ("S0", "L1")
+    _edit_file(bfile, "x", "S0", "L2")
+    with StateDB(tmp_path / "state") as db, monkeypatch.context() as m:
+        m.setattr(pimsync.storage.vdir, "atomic_write", crash)  # dies at its first write
+        with pytest.raises(Crash):
+            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    vfile.write_bytes(vfile.read_bytes().replace(b"SUMMARY:S0", b"SUMMARY:S1"))
+    with StateDB(tmp_path / "state") as db:
+        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    assert result.stats.conflicts == 0, result.stats
+    assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S1", "L2")
