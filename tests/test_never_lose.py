@@ -45,6 +45,38 @@ def vdir_uids(tmp: Path, col: str = "home") -> list[str]:
     return sorted(out)
 
 
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs, nothing is cleaned up."""
+
+
+def crash(*args, **kw):
+    raise Crash()
+
+
+class Local:
+    """A vdir (side a) and a file storage (side b), collection "c", synced in process."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.a = VdirStorage("a", tmp / "a", ".ics", "ics", False)
+        self.b = SingleFileStorage("b", tmp / "b" / "{collection}.ics", "ics", False)
+        (tmp / "a" / "c").mkdir(parents=True)
+        (tmp / "b").mkdir()
+        self.vfile, self.bfile = tmp / "a" / "c" / "x.ics", tmp / "b" / "c.ics"
+        self.pair = PairSettings("p", "all", Options())
+
+    def sync(self, reporter: Reporter | None = None, a=None):
+        with StateDB(self.tmp / "state") as db:
+            return sync_pair(self.pair, {"a": a or self.a, "b": self.b}, db, reporter or Reporter())
+
+    def crashing_sync(self, monkeypatch, target: object, name: str) -> None:
+        """A sync killed where ``target.name`` is first called."""
+        with monkeypatch.context() as m:
+            m.setattr(target, name, crash)
+            with pytest.raises(Crash):
+                self.sync()
+
+
 @pytest.fixture
 def synced(tmp_path, capsys):
     """A vdir of N events synced to a phone's .ics file (pair "cal")."""
@@ -177,20 +209,15 @@ class _Errors(Reporter):
 
 @pytest.mark.parametrize("times, errors", [(1, 0), (99, 1)])
 def test_a_record_gone_between_listing_and_reading_is_not_a_deletion(tmp_path, times, errors):
-    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
-    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
-    (tmp_path / "a" / "c").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
+    t = Local(tmp_path)
     for i in range(3):
         (tmp_path / "a" / "c" / f"e{i}.ics").write_bytes(make_event(f"e{i}", "one"))
-    pair = PairSettings("p", "all", Options())
-    with StateDB(tmp_path / "state") as db:
-        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-        # e1 is edited on a; reading it finds it gone (times) before it can be read
-        (tmp_path / "a" / "c" / "e1.ics").write_bytes(make_event("e1", "two"))
-        flaky = _Storage(a, lambda col: _Vanishing(col, {"e1.ics"}, times))
-        reporter = _Errors()
-        (result,) = sync_pair(pair, {"a": flaky, "b": b}, db, reporter)
+    t.sync()
+    # e1 is edited on a; reading it finds it gone (times) before it can be read
+    (tmp_path / "a" / "c" / "e1.ics").write_bytes(make_event("e1", "two"))
+    reporter = _Errors()
+    flaky = _Storage(t.a, lambda col: _Vanishing(col, {"e1.ics"}, times))
+    (result,) = t.sync(reporter, a=flaky)
     records = {
         r.ident: r for r in split((tmp_path / "b" / "c.ics").read_bytes(), "ics", "b").records
     }
@@ -215,35 +242,19 @@ def _without_base(state_dir: Path) -> int:
 def test_a_write_that_landed_before_a_crash_keeps_its_base_and_later_edits_merge(
     tmp_path, monkeypatch
 ):
-    class Crash(BaseException):
-        pass
-
-    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
-    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
-    (tmp_path / "a" / "c").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
+    t = Local(tmp_path)
     for i in range(10):
         (tmp_path / "a" / "c" / f"e{i}.ics").write_bytes(make_event(f"e{i}", "first"))
-    pair = PairSettings("p", "all", Options())
-    real_put = StateDB.put
-
-    def crash(*args, **kw):  # killed after the writes landed, before the state commit
-        raise Crash()
-
-    with StateDB(tmp_path / "state") as db:
-        monkeypatch.setattr(StateDB, "put", crash)
-        with pytest.raises(Crash):
-            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-        monkeypatch.setattr(StateDB, "put", real_put)
-        assert len(split((tmp_path / "b" / "c.ics").read_bytes(), "ics", "b").records) == 10
-        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    t.crashing_sync(monkeypatch, StateDB, "put")  # the writes landed, not the commit
+    assert len(split(t.bfile.read_bytes(), "ics", "b").records) == 10
+    t.sync()
     assert _without_base(tmp_path / "state") == 0  # today: all 10 rows without a base
     # a later edit of different properties on both sides is merged, not settled by newest
     (tmp_path / "a" / "c" / "e4.ics").write_bytes(make_event("e4", "edited on a"))
-    path = tmp_path / "b" / "c.ics"
-    path.write_bytes(path.read_bytes().replace(b"UID:e4\r\n", b"UID:e4\r\nLOCATION:set on b\r\n"))
-    with StateDB(tmp_path / "state") as db:
-        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    t.bfile.write_bytes(
+        t.bfile.read_bytes().replace(b"UID:e4\r\n", b"UID:e4\r\nLOCATION:set on b\r\n")
+    )
+    (result,) = t.sync()
     assert result.stats.merged == 1 and result.stats.conflicts == 0
     merged = (tmp_path / "a" / "c" / "e4.ics").read_bytes()
     assert b"SUMMARY:edited on a" in merged and b"LOCATION:set on b" in merged
@@ -443,71 +454,33 @@ def test_a_merge_written_to_one_side_before_a_crash_is_replayed_with_later_edits
 ):
     """The merged record reached a, the run died before b's file was rewritten; then a's
     SUMMARY and b's LOCATION are edited again. Both edits survive, no conflict."""
-
-    class Crash(BaseException):
-        pass
-
-    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
-    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
-    (tmp_path / "a" / "c").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
-    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
-    vfile.write_bytes(_event("x", "S0", "L0"))
-    pair = PairSettings("p", "all", Options())
-    with StateDB(tmp_path / "state") as db:
-        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-    vfile.write_bytes(_event("x", "S1", "L0"))  # the laptop edits the summary
-    _edit_file(bfile, "x", "S0", "L1")  # the phone the location
-    real_flush = pimsync.storage.singlefile.SingleFileCollection.flush
-
-    def crash(self):
-        raise Crash()
-
-    with StateDB(tmp_path / "state") as db:
-        monkeypatch.setattr(pimsync.storage.singlefile.SingleFileCollection, "flush", crash)
-        with pytest.raises(Crash):
-            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-        monkeypatch.setattr(pimsync.storage.singlefile.SingleFileCollection, "flush", real_flush)
-    assert _props(vfile.read_bytes()) == ("S1", "L1")  # the merge reached a only
-    assert _props(_file_record(bfile, "x")) == ("S0", "L1")
-    vfile.write_bytes(vfile.read_bytes().replace(b"SUMMARY:S1", b"SUMMARY:S2"))
-    _edit_file(bfile, "x", "S0", "L2")
-    with StateDB(tmp_path / "state") as db:
-        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    t = Local(tmp_path)
+    t.vfile.write_bytes(_event("x", "S0", "L0"))
+    t.sync()
+    t.vfile.write_bytes(_event("x", "S1", "L0"))  # the laptop edits the summary
+    _edit_file(t.bfile, "x", "S0", "L1")  # the phone the location
+    t.crashing_sync(monkeypatch, pimsync.storage.singlefile.SingleFileCollection, "flush")
+    assert _props(t.vfile.read_bytes()) == ("S1", "L1")  # the merge reached a only
+    assert _props(_file_record(t.bfile, "x")) == ("S0", "L1")
+    t.vfile.write_bytes(t.vfile.read_bytes().replace(b"SUMMARY:S1", b"SUMMARY:S2"))
+    _edit_file(t.bfile, "x", "S0", "L2")
+    (result,) = t.sync()
     assert result.stats.conflicts == 0, result.stats
-    assert _props(vfile.read_bytes()) == ("S2", "L2")  # before: L1 or L2 lost to "newest"
-    assert _props(_file_record(bfile, "x")) == ("S2", "L2")
+    assert _props(t.vfile.read_bytes()) == ("S2", "L2")  # before: L1 or L2 lost to "newest"
+    assert _props(_file_record(t.bfile, "x")) == ("S2", "L2")
 
 
 def test_a_create_that_landed_before_a_crash_then_edited_on_both_sides_merges(
     tmp_path, monkeypatch
 ):
-    class Crash(BaseException):
-        pass
-
-    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
-    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
-    (tmp_path / "a" / "c").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
-    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
-    vfile.write_bytes(_event("x", "S0", "L0"))
-    pair = PairSettings("p", "all", Options())
-    real_put = StateDB.put
-
-    def crash(*args, **kw):
-        raise Crash()
-
-    with StateDB(tmp_path / "state") as db:
-        monkeypatch.setattr(StateDB, "put", crash)
-        with pytest.raises(Crash):  # the first sync's copy landed, its commit did not
-            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-        monkeypatch.setattr(StateDB, "put", real_put)
-    vfile.write_bytes(_event("x", "S1", "L0"))
-    _edit_file(bfile, "x", "S0", "L1")
-    with StateDB(tmp_path / "state") as db:
-        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    t = Local(tmp_path)
+    t.vfile.write_bytes(_event("x", "S0", "L0"))
+    t.crashing_sync(monkeypatch, StateDB, "put")  # the first copy landed, its commit did not
+    t.vfile.write_bytes(_event("x", "S1", "L0"))
+    _edit_file(t.bfile, "x", "S0", "L1")
+    (result,) = t.sync()
     assert result.stats.conflicts == 0 and result.stats.merged == 1, result.stats
-    assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S1", "L1")
+    assert _props(t.vfile.read_bytes()) == _props(_file_record(t.bfile, "x")) == ("S1", "L1")
 
 
 # --- temporary files a killed run left --------------------------------------------------
@@ -569,41 +542,22 @@ def test_a_copy_of_a_crashed_run_then_edits_on_both_sides_merge_without_conflict
 ):
     """a's SUMMARY edit was being copied to b when the run died (the copy landed or not:
     nothing tells); then b's LOCATION and a's SUMMARY are edited. Merged, no conflict."""
-
-    class Crash(BaseException):
-        pass
-
-    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
-    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
-    (tmp_path / "a" / "c").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
-    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
-    vfile.write_bytes(_event("x", "S0", "L0"))
+    t = Local(tmp_path)
+    t.vfile.write_bytes(_event("x", "S0", "L0"))
     (tmp_path / "a" / "c" / "y.ics").write_bytes(_event("y", "S0", "L0"))
-    pair = PairSettings("p", "all", Options())
-    with StateDB(tmp_path / "state") as db:
-        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-    vfile.write_bytes(_event("x", "S1", "L0"))
-
-    def crash(*args, **kw):
-        raise Crash()
-
-    target = (StateDB, "put") if landed else (
-        pimsync.storage.singlefile.SingleFileCollection, "flush"
-    )  # fmt: skip
-    with StateDB(tmp_path / "state") as db:
-        with monkeypatch.context() as m:
-            m.setattr(*target, crash)
-            with pytest.raises(Crash):
-                sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-    assert _props(_file_record(bfile, "x"))[0] == ("S1" if landed else "S0")
-    summary = _props(_file_record(bfile, "x"))[0]
-    _edit_file(bfile, "x", summary, "L1")
-    vfile.write_bytes(_event("x", "S2", "L0"))
-    with StateDB(tmp_path / "state") as db:
-        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    t.sync()
+    t.vfile.write_bytes(_event("x", "S1", "L0"))
+    if landed:
+        t.crashing_sync(monkeypatch, StateDB, "put")
+    else:
+        t.crashing_sync(monkeypatch, pimsync.storage.singlefile.SingleFileCollection, "flush")
+    summary = _props(_file_record(t.bfile, "x"))[0]
+    assert summary == ("S1" if landed else "S0")
+    _edit_file(t.bfile, "x", summary, "L1")
+    t.vfile.write_bytes(_event("x", "S2", "L0"))
+    (result,) = t.sync()
     assert result.stats.conflicts == 0, result.stats
-    assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S2", "L1")
+    assert _props(t.vfile.read_bytes()) == _props(_file_record(t.bfile, "x")) == ("S2", "L1")
 
 
 def test_a_landed_write_is_recorded_before_the_next_write_of_the_record(tmp_path, monkeypatch):
@@ -611,36 +565,15 @@ def test_a_landed_write_is_recorded_before_the_next_write_of_the_record(tmp_path
     run dies right after noting its own write of the record (which replaces the old
     note). What landed first is recorded before that: the run after merges nothing
     (b's second edit is a one-side change), no conflict."""
-
-    class Crash(BaseException):
-        pass
-
-    a = VdirStorage("a", tmp_path / "a", ".ics", "ics", False)
-    b = SingleFileStorage("b", tmp_path / "b" / "{collection}.ics", "ics", False)
-    (tmp_path / "a" / "c").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
-    vfile, bfile = tmp_path / "a" / "c" / "x.ics", tmp_path / "b" / "c.ics"
-    vfile.write_bytes(_event("x", "S0", "L0"))
-    pair = PairSettings("p", "all", Options())
-    with StateDB(tmp_path / "state") as db:
-        sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-
-    def crash(*args, **kw):
-        raise Crash()
-
-    _edit_file(bfile, "x", "S0", "L1")
-    with StateDB(tmp_path / "state") as db, monkeypatch.context() as m:
-        m.setattr(StateDB, "put", crash)  # the copy to a lands, its commit does not
-        with pytest.raises(Crash):
-            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-    assert _props(vfile.read_bytes()) == ("S0", "L1")
-    _edit_file(bfile, "x", "S0", "L2")
-    with StateDB(tmp_path / "state") as db, monkeypatch.context() as m:
-        m.setattr(pimsync.storage.vdir, "atomic_write", crash)  # dies at its first write
-        with pytest.raises(Crash):
-            sync_pair(pair, {"a": a, "b": b}, db, Reporter())
-    vfile.write_bytes(vfile.read_bytes().replace(b"SUMMARY:S0", b"SUMMARY:S1"))
-    with StateDB(tmp_path / "state") as db:
-        (result,) = sync_pair(pair, {"a": a, "b": b}, db, Reporter())
+    t = Local(tmp_path)
+    t.vfile.write_bytes(_event("x", "S0", "L0"))
+    t.sync()
+    _edit_file(t.bfile, "x", "S0", "L1")
+    t.crashing_sync(monkeypatch, StateDB, "put")  # the copy to a lands, its commit does not
+    assert _props(t.vfile.read_bytes()) == ("S0", "L1")
+    _edit_file(t.bfile, "x", "S0", "L2")
+    t.crashing_sync(monkeypatch, pimsync.storage.vdir, "atomic_write")  # at its first write
+    t.vfile.write_bytes(t.vfile.read_bytes().replace(b"SUMMARY:S0", b"SUMMARY:S1"))
+    (result,) = t.sync()
     assert result.stats.conflicts == 0, result.stats
-    assert _props(vfile.read_bytes()) == _props(_file_record(bfile, "x")) == ("S1", "L2")
+    assert _props(t.vfile.read_bytes()) == _props(_file_record(t.bfile, "x")) == ("S1", "L2")

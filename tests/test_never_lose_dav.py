@@ -74,6 +74,32 @@ def test_a_collection_missing_only_from_the_saved_list_is_looked_up(env):  # noq
     assert len(e.local_uids()) == 3
 
 
+def _config(tmp_path, server, collections: list[str]):
+    """A vdir "pc" paired with the server's calendars (pair "p")."""
+    cfg = tmp_path / "config.toml"
+    names = ", ".join(f'"{c}"' for c in collections)
+    cfg.write_text(
+        f"""
+[general]
+state_dir = "state"
+[storages.pc]
+type = "vdir"
+path = "pc"
+fileext = ".ics"
+[storages.server]
+type = "caldav"
+url = "{server.url.rstrip("/")}{server.calendar_home}"
+username = "{server.username}"
+password = "x"
+[pairs.p]
+a = "pc"
+b = "server"
+collections = [{names}]
+"""
+    )
+    return cfg
+
+
 def _server_count(server, path: str) -> int:
     try:
         return len(server.etags(path))
@@ -86,26 +112,7 @@ def test_sigterm_during_the_first_upload_stops_cleanly_and_the_next_run_goes_on(
     (pc / "old").mkdir(parents=True)
     (pc / "old" / "o.ics").write_bytes(make_event("o", "old"))
     name = f"new-{uuid.uuid4().hex[:8]}"
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        f"""
-[general]
-state_dir = "state"
-[storages.pc]
-type = "vdir"
-path = "pc"
-fileext = ".ics"
-[storages.server]
-type = "caldav"
-url = "{radicale.url.rstrip("/")}{radicale.calendar_home}"
-username = "{radicale.username}"
-password = "x"
-[pairs.p]
-a = "pc"
-b = "server"
-collections = ["old", "{name}"]
-"""
-    )
+    cfg = _config(tmp_path, radicale, ["old", name])
     command = [sys.executable, "-m", "pimsync", "--config", str(cfg), "run"]
     (pc / name).mkdir()  # after the first run, which remembers the server's collections
     first = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -164,26 +171,7 @@ def test_a_collection_an_interrupted_run_created_is_used_not_created_again(tmp_p
     pc = tmp_path / "pc" / name
     pc.mkdir(parents=True)
     (pc / "x.ics").write_bytes(make_event("x", "here"))
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        f"""
-[general]
-state_dir = "state"
-[storages.pc]
-type = "vdir"
-path = "pc"
-fileext = ".ics"
-[storages.server]
-type = "caldav"
-url = "{radicale.url.rstrip("/")}{radicale.calendar_home}"
-username = "{radicale.username}"
-password = "x"
-[pairs.p]
-a = "pc"
-b = "server"
-collections = ["{name}"]
-"""
-    )
+    cfg = _config(tmp_path, radicale, [name])
     # the discovery cache as the killed run saved it: without the new calendar
     command = [sys.executable, "-m", "pimsync", "--config", str(cfg)]
     subprocess.run([*command, "discover"], capture_output=True, timeout=60, check=True)
