@@ -85,6 +85,8 @@ class Executor:
         self.tokens: dict[Side, str] = {}
         #: writes that landed on a side that has yet to list them: href -> (ident, etag)
         self.unconfirmed: dict[Side, dict[str, tuple[str, str]]] = {"a": {}, "b": {}}
+        #: the sides (unconfirmed ones) where records were created, not only updated
+        self.created: set[Side] = set()
 
     def run(self, actions: Sequence[Action]) -> Stats:
         """Run the actions in batches. A signal to stop (see ``interrupt``) lets the batch
@@ -196,6 +198,10 @@ class Executor:
                         known = o.entry.side(side) if o.entry is not None else None
                         if known is not None and known.unseen:
                             self.unconfirmed[side][known.href] = (ident, known.etag)
+                            if isinstance(o.action, Duplicate) or (
+                                isinstance(o.action, Copy) and o.action.target is None
+                            ):
+                                self.created.add(side)
                     if o.entry is None:
                         self.db.forget(self.pair, self.collection, ident)
                     elif o.base is not None:

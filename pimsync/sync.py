@@ -66,6 +66,9 @@ class _Side:
     complete: bool  # every change this listing reported was read
     #: hrefs listed, then gone when read: the collection is read again (another pass)
     vanished: list[str] = field(default_factory=list)
+    #: idents written by pimsync, unconfirmed, that this listing reports (changed or
+    #: deleted since): the side kept them
+    confirmed: list[str] = field(default_factory=list)
 
 
 class Reporter:
@@ -107,6 +110,7 @@ def read_side(
         listing = col.list(token)
     known: dict[str, tuple[str, str, str]] = {}  # href -> (ident, etag, hash)
     unseen: list[str] = []  # written by pimsync, not listed by this side since
+    confirmed: list[str] = []  # of those, listed (or reported deleted): the side kept them
     for ident, entry in entries.items():
         k = entry.side(side)
         if k is not None:
@@ -122,11 +126,15 @@ def read_side(
                 current[href] = etag
         for href in unseen:
             # the token predates pimsync's write: a server that kept the record reports it
-            # as a change; one that does not has not kept it
+            # as a change (or, deleted since, as a deletion); one that does not has not
+            # kept it
             if href not in listing.items:
                 current.pop(href, None)
+            else:
+                confirmed.append(known[href][0])
     else:
         current = {href: etag for href, etag in listing.items.items() if etag is not None}
+        confirmed = [known[h][0] for h in unseen if h in current]
 
     items: dict[str, Item] = {}
     hrefs_of: dict[str, list[str]] = {}
@@ -191,7 +199,7 @@ def read_side(
             items.pop(ident, None)
     complete = not uncertain and not skip
     view = SideView(items, frozenset(skip), uncertain, read_only)
-    return _Side(view, listing.token, complete, vanished)
+    return _Side(view, listing.token, complete, vanished, confirmed)
 
 
 def sync_collection(
@@ -241,6 +249,7 @@ def sync_collection(
         )
         entries = reader.entries()
         sides = {s: reader.read(s, listings[s]) for s in ("a", "b")}
+        entries = _seen(db, name, collection, entries, sides, write=not dry_run)
         read_errors = reader.errors["a"] + reader.errors["b"]
         the_plan: Plan = plan(
             sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options,
@@ -305,6 +314,37 @@ def sync_collection(
     return result
 
 
+def _seen(
+    db: StateDB,
+    pair: str,
+    collection: str,
+    entries: dict[str, Entry],
+    sides: Mapping[Side, _Side],
+    *,
+    write: bool,
+) -> dict[str, Entry]:
+    """The entries with the records a side listed (or reported deleted) no longer
+    unconfirmed there, in the state too: the side kept what pimsync wrote, and a deletion
+    it reports is one, not a write it dropped. (Cleared now, not when the token moves
+    past the write, or a later run would take the record as dropped.)"""
+    if not any(sides[s].confirmed for s in ("a", "b")):
+        return entries
+    if write:
+        with db.transaction():
+            for s in ("a", "b"):
+                if sides[s].confirmed:
+                    db.seen(pair, collection, s, sides[s].confirmed)
+    out = dict(entries)
+    for s in ("a", "b"):
+        for ident in sides[s].confirmed:
+            entry = out[ident]
+            known = entry.side(s)
+            if known is not None:
+                known = replace(known, unseen=False)
+                out[ident] = replace(entry, **{s: known})
+    return out
+
+
 def _confirm_writes(
     db: StateDB,
     pair: str,
@@ -313,16 +353,18 @@ def _confirm_writes(
     executor: Executor,
     sides: Mapping[Side, _Side],
 ) -> dict[Side, str]:
-    """List again each server side this pass wrote to (one request where the server has
-    sync tokens): what it lists is confirmed kept. A record it does not list stays
-    unconfirmed, and the next run writes it again if the server still does not list it
-    (see plan row 18). Returns the sides whose token may move past the writes: those
+    """List again each server side this pass created records on (one request where the
+    server has sync tokens): what it lists is confirmed kept. A record it does not list
+    stays unconfirmed, and the next run writes it again if the server still does not list
+    it (see plan row 18). Returns the sides whose token may move past the writes: those
     whose changes since the listing are exactly pimsync's own writes, so that a record a
-    phone deletes later is reported by the server as a deletion."""
+    phone deletes later is reported by the server as a deletion. (Updates need no such
+    listing: the next run's changes since the old token report an updated record either
+    as changed or, if it was deleted meanwhile, as deleted.)"""
     out: dict[Side, str] = {}
     for s in ("a", "b"):
         written = executor.unconfirmed.get(s)
-        if not written:
+        if not written or s not in executor.created:
             continue
         try:
             listing = cols[s].list(sides[s].token)

@@ -20,6 +20,7 @@ from tests.test_dav_faults import (  # noqa: F401 - fixtures
     fast_backoff,
     proxy_for,
     synced_env,
+    writes,
 )
 
 NO_CHANGE = "a +0 ~0 -0, b +0 ~0 -0, 0 errors"
@@ -179,3 +180,38 @@ def test_a_collection_an_interrupted_run_created_is_used_not_created_again(tmp_p
     run = subprocess.run([*command, "run"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr  # before: MKCALENDAR: 409 Conflict
     assert _server_count(radicale, f"{radicale.calendar_home}{name}/") == 1
+
+
+def test_a_record_the_phone_deletes_right_after_an_update_is_deleted_here_too(env):  # noqa: F811
+    """An update needs no confirming listing: the server reports the record it kept and
+    then lost to the phone as deleted, which is a deletion, not a dropped write."""
+    e, proxy = synced_env(env, 3)
+    e.write("ev-0", "edited here")
+    assert e.run().rc == 0
+    href = next(h for h, body in e.server_records().items() if b"UID:ev-0" in body)
+    assert b"edited here" in e.server_records()[href]
+    assert e.server.request("DELETE", href).status in (200, 204)  # the phone deletes it
+    run = e.run()
+    assert run.rc == 0, run.text
+    assert "a +0 ~0 -1" in run.text
+    assert e.local_uids() == e.server_uids() == ["ev-1", "ev-2"]
+
+
+def test_an_update_the_server_listed_is_not_taken_for_a_dropped_write_later(env):  # noqa: F811
+    """A run updates a record on the server; the next run's changes since the old token
+    report it together with a change of its own (so that run plans, and its token moves
+    past the update). The record counts as kept from then on: the third run must not
+    take it for a write the server dropped (before: "written again", then 412 in every
+    pass, exit 1)."""
+    e, proxy = synced_env(env, 3)
+    e.write("ev-0", "edited here")
+    assert e.run().rc == 0
+    e.write("ev-1", "edited here too")  # something else to do in the next run
+    second = e.run()
+    assert second.rc == 0, second.text
+    proxy.reset_log()
+    third = e.run()
+    assert third.rc == 0, third.text
+    assert "written again" not in third.text
+    assert not writes(proxy), [(s.method, s.path, s.status) for s in writes(proxy)]
+    assert e.local_uids() == e.server_uids() == ["ev-0", "ev-1", "ev-2"]
