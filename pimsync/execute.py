@@ -131,6 +131,7 @@ class Executor:
                     continue
                 action = replace(action, source=item)
             prepared.append(action)
+        prepared = self._give_uids(prepared)
 
         kept: dict[str, int] = {}  # ident -> id of the losing version kept for it
         if self.db is not None:
@@ -211,6 +212,58 @@ class Executor:
                     self.db.clear_pending(self.pair, self.collection, ident)
         for o in outcomes:
             self._count(o)
+
+    def _give_uids(self, actions: list[Action]) -> list[Action]:
+        """A record without UID that is about to go to a server gets one first, on the
+        side it comes from: a UID derived from its content, written there with a
+        conditional write, then the record with it goes to the server. CardDAV and
+        CalDAV servers need one (Cyrus refuses such a record; DAViCal invents a UID the
+        local copy would never carry, and the next run would take the two for different
+        records). One at a time, before the batch's writes."""
+        out: list[Action] = []
+        for action in actions:
+            record = action.source.record if isinstance(action, Copy) else None
+            if (
+                not isinstance(action, Copy)
+                or action.target is not None
+                or record is None
+                or record.uid is not None
+                or not _unconfirmed(self.cols[action.to])
+            ):
+                out.append(action)
+                continue
+            from pimsync.model import content_uid, summary, with_uid
+
+            source_side = other(action.to)
+            col = self.cols[source_side]
+            uid = content_uid(record)
+            named = summary(record)
+            try:
+                given = with_uid(record, uid)
+                with interrupt.writing():
+                    etag = col.update(action.source.href, given, action.source.etag)
+            except PreconditionFailed:
+                self.stats.retry.add(action.ident)
+                continue
+            except (PimsyncError, ValueError) as exc:
+                self.stats.errors.append(
+                    f"{action.source.href}{f' ({named})' if named else ''}: has no UID, which "
+                    f"the server of side {action.to} needs, and pimsync could not add one on "
+                    f"side {source_side} ({col.where}): {exc}. Add a UID line to it (any "
+                    "unique text, e.g. a UUID), or let your address book or calendar app do it"
+                )
+                continue
+            self.stats.updated[source_side] += 1
+            self.log(
+                f"give UID {uid} to {action.source.href}{f' ({named})' if named else ''} on "
+                f"{source_side}: a server needs one"
+            )
+            if self.db is not None and action.ident != uid:
+                with self.db.transaction():  # the record goes on under its UID
+                    self.db.forget(self.pair, self.collection, action.ident)
+            source = Item(action.source.href, etag, given.hash, given)
+            out.append(replace(action, ident=uid, source=source))
+        return out
 
     def _apply_all(self, actions: list[Action]) -> list[_Outcome]:
         """Apply actions; those that write to a collection that takes several writes at

@@ -428,6 +428,19 @@ class _Reader:
         return self._sides[side]
 
 
+def _meta_for(source: Collection | None, cid: str) -> dict[str, str]:
+    """The name and color for a collection made to pair with ``source`` (the collection
+    id as the name where it has none: a server would show its path)."""
+    meta: dict[str, str] = {}
+    if source is not None:
+        for key in source.meta_keys:
+            value = source.get_meta(key)
+            if value:
+                meta[key] = value
+    meta.setdefault("displayname", cid)
+    return meta
+
+
 def _waiting_side(cols: Mapping[Side, Collection]) -> Side | None:
     """The side that waits on a server (``remote``), if any: its requests run on a
     thread while the other side's work goes on."""
@@ -638,7 +651,10 @@ def sync_pair(
                 cols[s] = _EmptyCollection(cid, storage.kind)  # type: ignore[index]
                 continue
             try:
-                cols[s] = storage.create_collection(cid)  # type: ignore[index]
+                source = cols.get(other(s))  # type: ignore[call-overload]
+                if source is None and cid in present[other(s)]:
+                    source = storages[other(s)].collection(cid)  # type: ignore[index]
+                cols[s] = storage.create_collection(cid, _meta_for(source, cid))  # type: ignore[index]
                 created.append(s)  # type: ignore[arg-type]
                 reporter.action(f"{pair.name}/{cid}: created collection on {s} ({storage.name})")
                 # remembered at once: a run interrupted during the first upload must not
@@ -661,8 +677,8 @@ def sync_pair(
                             and getattr(cols[s], "names_unnamed", False)
                         ):
                             value = cid  # else the server shows its path as the name
-                        if value is not None:
-                            cols[s].set_meta(key, value)
+                        if value is not None and cols[s].get_meta(key) != value:
+                            cols[s].set_meta(key, value)  # (not set as it was made)
                     except PimsyncError as exc:
                         reporter.error(f"{pair.name}/{cid}: cannot set {key} on {s}: {exc}")
         if problem:

@@ -111,12 +111,16 @@ def _restore_one(
     cid = str(entry["collection"])
     result = RestoreResult(cid)
     if cid not in {c.id for c in storage.collections()}:
-        col = storage.create_collection(cid)
+        archived = {  # the name and color it had when archived
+            key: value
+            for key in ("displayname", "color")
+            if isinstance(value := entry.get(key), str) and value
+        }
+        col = storage.create_collection(cid, archived)
         result.created_collection = True
-        for key in col.meta_keys:  # the name and color it had when archived
-            value = entry.get(key)
-            if isinstance(value, str) and value:
-                col.set_meta(key, value)
+        for key in col.meta_keys:
+            if key in archived and col.get_meta(key) != archived[key]:
+                col.set_meta(key, archived[key])
     else:
         col = storage.collection(cid)
     target = _target_index(col)

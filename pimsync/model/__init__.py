@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pimsync.model.info import newest_key, summary, with_uid
+from pimsync.model.info import content_uid, newest_key, summary, with_uid, without_method
 from pimsync.model.record import CONTENT_IDENT_PREFIX, Kind, Record
 from pimsync.model.split import (
     Joiner,
@@ -30,6 +30,7 @@ __all__ = [
     "SplitResult",
     "Wrapper",
     "check",
+    "content_uid",
     "join",
     "kind_for_path",
     "newest_key",
@@ -38,6 +39,7 @@ __all__ = [
     "split",
     "summary",
     "with_uid",
+    "without_method",
 ]
 
 _EXTENSIONS: dict[str, Kind] = {".ics": "ics", ".vcf": "vcf", ".vcard": "vcf"}

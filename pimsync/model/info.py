@@ -1,10 +1,12 @@
 """Small facts about a record: a summary for messages, a key for the "newest" conflict
-policy, and a copy under another UID (for "keep both")."""
+policy, a copy under another UID (for "keep both", and for a record that has none), and
+the form a CalDAV server may store."""
 
 from __future__ import annotations
 
 import quopri
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from pimsync.model.lines import Component, Line, LineSyntaxError, fold, param_dict, parse
@@ -129,7 +131,11 @@ def with_uid(record: Record, uid: str) -> Record:
     for comp in comps:
         uid_lines = [line for line in comp.lines if line.name == "UID"]
         if not uid_lines:
-            insert[comp.first] = fold("UID:" + uid)
+            # after BEGIN, or after a VERSION line right there (vCard 4.0 wants it first)
+            after = comp.first
+            if comp.lines and comp.lines[0].name == "VERSION" and comp.lines[0].first == after + 1:
+                after = comp.lines[0].last
+            insert[after] = fold("UID:" + uid)
         for line in uid_lines:
             value = line.value
             prefix = line.text[: len(line.text) - len(value)] if value else line.text
@@ -151,3 +157,41 @@ def with_uid(record: Record, uid: str) -> Record:
     new_doc = parse(text)
     digest = record_hash(record.kind, record_components(record.kind, new_doc.components))
     return Record(uid, record.kind, text, digest, uid)
+
+
+#: the namespace of UIDs derived from a record's content (:func:`content_uid`)
+_CONTENT_UID_NAMESPACE = uuid.UUID("5b0f4d0e-3c1a-4d7e-9a43-7e0b8f6c2d11")
+
+
+def content_uid(record: Record) -> str:
+    """A UID for a record that has none, derived from its content (the same record gets
+    the same UID on every machine and in every run): a name-based UUID (RFC 4122 v5)."""
+    return str(uuid.uuid5(_CONTENT_UID_NAMESPACE, record.hash))
+
+
+def without_method(data: bytes) -> bytes:
+    """A calendar as a CalDAV server may store it: without the iTIP ``METHOD`` property
+    of its VCALENDAR (RFC 4791 4.1 forbids it in a calendar object resource; Cyrus
+    refuses such a PUT). Anything else, line ends and folding included, is left as it
+    is; so is a record that has no METHOD. The record hash does not see METHOD (it
+    leaves out the VCALENDAR wrapper), so the copy without it is the same record."""
+    if b"METHOD" not in data.upper():
+        return data
+    lines = data.split(b"\n")
+    out: list[bytes] = []
+    depth = 0
+    skipping = False
+    for line in lines:
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue  # a folded continuation of the METHOD line
+        skipping = False
+        head = line.lstrip()[:16].upper()
+        if head.startswith(b"BEGIN:"):
+            depth += 1
+        elif head.startswith(b"END:"):
+            depth -= 1
+        elif depth == 1 and (head.startswith(b"METHOD:") or head.startswith(b"METHOD;")):
+            skipping = True
+            continue
+        out.append(line)
+    return b"\n".join(out)

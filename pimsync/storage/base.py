@@ -116,7 +116,13 @@ class Storage(Protocol):
 
     def collection(self, collection_id: str) -> Collection: ...
 
-    def create_collection(self, collection_id: str) -> Collection: ...
+    def create_collection(
+        self, collection_id: str, meta: Mapping[str, str] | None = None
+    ) -> Collection:
+        """Make a new collection. ``meta``: the name and color it should have, which a
+        store may set as it creates it (a server, in one request); the engine sets what
+        ``get_meta`` does not then report."""
+        ...
 
 
 def fetch_parsed(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from pimsync.errors import NotFound, PreconditionFailed
 from pimsync.model.record import Kind, Record
@@ -82,6 +82,8 @@ class MemoryStorage:
             raise NotFound("no such collection", where=f"memory:{collection_id}")
         return self.cols[collection_id]
 
-    def create_collection(self, collection_id: str) -> MemoryCollection:
+    def create_collection(
+        self, collection_id: str, meta: Mapping[str, str] | None = None
+    ) -> MemoryCollection:
         check_collection_id(collection_id, "memory")
         return self.cols.setdefault(collection_id, MemoryCollection(collection_id, self.kind))

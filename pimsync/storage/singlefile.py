@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
@@ -242,7 +242,9 @@ class SingleFileStorage:
     def collection(self, collection_id: str) -> SingleFileCollection:
         return SingleFileCollection(self._path_for(collection_id), collection_id, self.kind)
 
-    def create_collection(self, collection_id: str) -> SingleFileCollection:
+    def create_collection(
+        self, collection_id: str, meta: Mapping[str, str] | None = None
+    ) -> SingleFileCollection:
         from pimsync.model import join
 
         col = self.collection(collection_id)

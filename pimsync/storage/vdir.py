@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
@@ -253,7 +253,9 @@ class VdirStorage:
         check_collection_id(collection_id, str(self.path))
         return VdirCollection(self.path / collection_id, collection_id, self.kind, self.fileext)
 
-    def create_collection(self, collection_id: str) -> VdirCollection:
+    def create_collection(
+        self, collection_id: str, meta: Mapping[str, str] | None = None
+    ) -> VdirCollection:
         col = self.collection(collection_id)
         try:
             col.path.mkdir(parents=True, exist_ok=True, mode=0o700)

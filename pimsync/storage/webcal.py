@@ -7,7 +7,7 @@ whole (it is split into its records), within ``max_response_size`` and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from pimsync.errors import MalformedRecord, NotFound, ReadOnlyError
 from pimsync.model.record import Record
@@ -90,5 +90,7 @@ class WebcalStorage:
             )
         return WebcalCollection(self.client, collection_id)
 
-    def create_collection(self, collection_id: str) -> WebcalCollection:
+    def create_collection(
+        self, collection_id: str, meta: Mapping[str, str] | None = None
+    ) -> WebcalCollection:
         raise ReadOnlyError("a webcal subscription cannot be written", where=self.client.base_url)

@@ -351,10 +351,15 @@ class DavCollection:
 
     # writing ---------------------------------------------------------------------------
     def _put(self, href: str, record: Record, condition: dict[str, str]) -> str:
+        body = record.to_bytes()
+        if self.kind == "ics":
+            from pimsync.model.info import without_method
+
+            body = without_method(body)  # not allowed in a stored resource (RFC 4791 4.1)
         resp = self.client.request(
             "PUT",
             href,
-            record.to_bytes(),
+            body,
             {"Content-Type": CONTENT_TYPES[self.kind], **condition},
         )
         if resp.status == 412:

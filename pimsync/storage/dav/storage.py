@@ -13,6 +13,7 @@ says why (kept in the discovery cache too).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
@@ -266,7 +267,9 @@ class DavStorage:
         col.on_meta = remember
         return col
 
-    def create_collection(self, collection_id: str) -> DavCollection:
+    def create_collection(
+        self, collection_id: str, meta: Mapping[str, str] | None = None
+    ) -> DavCollection:
         check_collection_id(collection_id, self.client.base_url)
         if self.home is None:
             self.discover()
@@ -279,10 +282,17 @@ class DavStorage:
                 where=self.url,
             )
         path = self.home + quote(collection_id, safe="@+=-._") + "/"
-        method, body = xml.mkcol(self.kind, None, None)  # the engine copies the metadata
-        resp = self.client.request(
-            method, path, body, {"Content-Type": "application/xml; charset=utf-8"}
-        )
+        meta = dict(meta or {})
+        displayname, color = meta.get("displayname"), meta.get("color")
+        method, body = xml.mkcol(self.kind, displayname, color)
+        xml_body = {"Content-Type": "application/xml; charset=utf-8"}
+        resp = self.client.request(method, path, body, xml_body if body else {})
+        if _refused_body(resp.status, resp.body) and (displayname or color):
+            # a server that cannot set these properties as it creates: without them (the
+            # engine then sets them one by one, and says so if the server refuses)
+            displayname = color = None
+            method, body = xml.mkcol(self.kind, None, None)
+            resp = self.client.request(method, path, body, xml_body if body else {})
         exists = resp.status == 405 or (
             resp.status in (403, 409) and xml.has_error(resp.body, "resource-must-be-null")
         )  # exists already (a run stopped right after creating it, another client): use it
@@ -294,11 +304,19 @@ class DavStorage:
             if self._found is None or collection_id not in self._found:
                 check_status(resp, method, (200, 201, 204))
             return self.collection(collection_id)
-        found = Found(collection_id, path)
+        found = Found(collection_id, path, displayname, color)
         assert self._found is not None
         self._found[collection_id] = found
         self.discovered = True
         return self.collection(collection_id)
+
+
+def _refused_body(status: int, body: bytes) -> bool:
+    """Did the server refuse what a MKCALENDAR/MKCOL body asked (a property it cannot
+    set, or the body itself), rather than the request?"""
+    if status in (405,) or xml.has_error(body, "resource-must-be-null"):
+        return False  # it exists
+    return status in (400, 403, 409, 415, 422, 424, 500, 501)
 
 
 __all__ = ["DavStorage", "Found", "HttpError"]

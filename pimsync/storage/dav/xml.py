@@ -61,16 +61,20 @@ def multiget(kind: str, hrefs: Iterable[str]) -> bytes:
     ).encode()
 
 
-def mkcol(kind: str, displayname: str | None, color: str | None) -> tuple[str, bytes]:
-    """The method and body that create a calendar (MKCALENDAR) or an address book
-    (extended MKCOL, RFC 5689) with its metadata."""
+def mkcol(kind: str, displayname: str | None, color: str | None) -> tuple[str, bytes | None]:
+    """The method and body that create a calendar (MKCALENDAR, RFC 4791 5.3.1) or an
+    address book (extended MKCOL, RFC 5689) with its metadata. A calendar without
+    metadata is made without a body: an empty ``<mkcalendar/>`` element is refused by
+    Cyrus and DAViCal (500), which take either no body or a ``DAV:set``."""
     props = ""
     if displayname:
         props += f"<d:displayname>{escape(displayname)}</d:displayname>"
     if color and kind == "ics":
         props += f"<a:calendar-color>{escape(color)}</a:calendar-color>"
     if kind == "ics":
-        setp = f"<d:set><d:prop>{props}</d:prop></d:set>" if props else ""
+        if not props:
+            return "MKCALENDAR", None
+        setp = f"<d:set><d:prop>{props}</d:prop></d:set>"
         return "MKCALENDAR", f"{_HEAD}<c:mkcalendar {_NS}>{setp}</c:mkcalendar>".encode()
     body = (
         f"{_HEAD}<d:mkcol {_NS}><d:set><d:prop><d:resourcetype><d:collection/>"
