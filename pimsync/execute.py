@@ -60,6 +60,8 @@ class _Outcome:
     base: bytes | None = None  # new base content (None: keep)
     sides: tuple[Side, ...] = ()  # sides written
     error: PimsyncError | None = None
+    #: what a side stored, where it differs from the base (read back from a server)
+    stored: dict[Side, bytes] = field(default_factory=dict)
 
 
 class Executor:
@@ -187,6 +189,7 @@ class Executor:
                     if side in o.sides and o.error is None:
                         o.error = exc
 
+        self._read_back(outcomes)
         if self.db is not None:
             with self.db.transaction():
                 for o in outcomes:
@@ -209,9 +212,48 @@ class Executor:
                         self.db.put(self.pair, self.collection, o.entry, o.base)
                     else:
                         self.db.put(self.pair, self.collection, o.entry)
+                    if o.entry is not None:
+                        for side, data in o.stored.items():
+                            self.db.set_stored(self.pair, self.collection, ident, side, data)
                     self.db.clear_pending(self.pair, self.collection, ident)
         for o in outcomes:
             self._count(o)
+
+    def _read_back(self, outcomes: list[_Outcome]) -> None:
+        """What a server stored of the records just written to it, one multiget per
+        side: servers rewrite what they store (Cyrus keeps a vCard 4.0 as 3.0, reorders
+        RRULE parts), and a later change there is found against that form, not against
+        what pimsync wrote (see ``pimsync.server_forms``). A record read back with
+        another etag than the PUT answered was changed since (a phone): not taken.
+        Without an etag in the PUT answer, the one read is taken."""
+        for side, col in self.cols.items():
+            if not _unconfirmed(col):
+                continue
+            written: dict[str, _Outcome] = {}
+            for o in outcomes:
+                known = o.entry.side(side) if o.entry is not None else None
+                if o.error is None and side in o.sides and known is not None and o.base:
+                    written[known.href] = o
+            if not written:
+                continue
+            try:
+                fetched = list(col.get(list(written), values=False))
+            except PimsyncError:
+                continue  # not known now: a later change there is taken as it is
+            for f in fetched:
+                o = written.get(f.href)
+                if o is None or f.record is None or o.entry is None:
+                    continue
+                known = o.entry.side(side)
+                if known is None or (known.etag and f.etag != known.etag):
+                    continue
+                etag = known.etag or f.etag
+                if f.record.hash != known.hash or etag != known.etag:
+                    known = replace(known, hash=f.record.hash, etag=etag)
+                    o.entry = replace(o.entry, **{side: known})
+                data = f.record.to_bytes()
+                if data != o.base:
+                    o.stored[side] = data
 
     def _give_uids(self, actions: list[Action]) -> list[Action]:
         """A record without UID that is about to go to a server gets one first, on the
@@ -377,7 +419,10 @@ class Executor:
         written = Known(href, etag, record.hash, _unconfirmed(col))
         sides = {action.to: written, other(action.to): action.source.known()}
         entry = Entry(action.ident, sides["a"], sides["b"])
-        return _Outcome(action, entry, record.to_bytes(), sides=(action.to,))
+        outcome = _Outcome(action, entry, record.to_bytes(), sides=(action.to,))
+        if action.source_form is not None:
+            outcome.stored[other(action.to)] = action.source_form
+        return outcome
 
     def _merge_write(self, action: MergeWrite) -> _Outcome:
         """The merged record to both sides (where it differs). Its pending notes keep what

@@ -62,6 +62,9 @@ class Copy:
     reason: str = ""
     details: tuple[str, ...] = ()  # for a conflict: what differed
     again: bool = False
+    #: what the source side holds, where the record written differs from it (a server's
+    #: change applied to the local version: see ``pimsync.server_forms``)
+    source_form: bytes | None = None
 
     def __str__(self) -> str:
         verb = "create" if self.target is None else "update"

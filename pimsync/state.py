@@ -87,6 +87,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE pending ADD COLUMN prior BLOB;
     ALTER TABLE pending ADD COLUMN action TEXT;
     """,
+    # 7: what a server stored when it differs from what was written (the base): its own
+    # re-serialisation, against which a later change on the server is found
+    """
+    ALTER TABLE records ADD COLUMN a_stored BLOB;
+    ALTER TABLE records ADD COLUMN b_stored BLOB;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -328,6 +334,27 @@ class StateDB:
             (pair, collection, ident),
         ).fetchone()
         return row[0] if row else None
+
+    def forms(self, pair: str, collection: str, ident: str) -> tuple[bytes | None, ...]:
+        """The base and what each side stored where it differs from it: (base, a, b)."""
+        row = self.db.execute(
+            "SELECT base, a_stored, b_stored FROM records WHERE pair = ? AND collection = ? "
+            "AND ident = ?",
+            (pair, collection, ident),
+        ).fetchone()
+        return tuple(row) if row else (None, None, None)
+
+    def set_stored(
+        self, pair: str, collection: str, ident: str, side: Side, data: bytes | None
+    ) -> None:
+        """What a side stored of a record, where it differs from the base (None: the
+        same). A new base (``put`` with one) clears both."""
+        column = "a_stored" if side == "a" else "b_stored"
+        self.db.execute(
+            f"UPDATE records SET {column} = ? WHERE pair = ? AND collection = ? "  # noqa: S608
+            "AND ident = ?",
+            (data, pair, collection, ident),
+        )
 
     def put(self, pair: str, collection: str, entry: Entry, base: object = _KEEP) -> None:
         a, b = entry.a, entry.b

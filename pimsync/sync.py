@@ -6,6 +6,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from pimsync import server_forms
 from pimsync.errors import MalformedRecord, NotFound, PimsyncError, Unreachable
 from pimsync.execute import Executor, Stats
 from pimsync.interrupt import Interrupted, signal_name
@@ -255,6 +256,10 @@ def sync_collection(
             sides["a"].view, sides["b"].view, entries, db.pending(name, collection), pair.options,
             reader.without_base,
         )  # fmt: skip
+        if forms_for := server_forms.wanted(the_plan):
+            the_plan = server_forms.apply_as_changes(
+                the_plan, {i: db.forms(name, collection, i) for i in forms_for}
+            )
         the_plan = settle(
             the_plan, load_bases(db, name, collection, the_plan, sides["a"].view.items),
             sides["a"].view, sides["b"].view, pair.options,
@@ -544,8 +549,11 @@ def load_bases(
     out: dict[str, Record | None] = {}
     for action in the_plan.actions:
         if isinstance(action, Merge) and action.rebase is None:
-            # a landed write of a crashed run brought a newer base than the state's
-            raw = action.base or db.base(pair, collection, action.ident)
+            # a landed write of a crashed run brought a newer base than the state's; where
+            # a server stored its own form of the base, its changes are found against that
+            # (the other side's differences from it are then its rewrite, kept as written)
+            base, stored_a, stored_b = db.forms(pair, collection, action.ident)
+            raw = action.base or stored_b or stored_a or base
             kind = action.a.record.kind if action.a.record else "ics"
             try:
                 out[action.ident] = parse_record(raw, kind, "base") if raw else None

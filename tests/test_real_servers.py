@@ -239,3 +239,82 @@ def test_an_event_without_method_is_sent_as_it_is():
     raw = EVENT_WITH_METHOD.format(uid="m2").replace("METHOD:REQUEST\r\n", "").encode()
     raw = raw.replace(b"SUMMARY:Invitation", b"SUMMARY:METHOD: how to")
     assert without_method(raw) is raw or without_method(raw) == raw
+
+
+CARD_40 = (
+    "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:{uid}\r\nFN:Ann Example\r\nN:Example;Ann;;;\r\n"
+    "KIND:individual\r\nTEL;VALUE=uri;TYPE=cell:tel:+1-555-0100\r\n"
+    "EMAIL;TYPE=work:ann@example.org\r\nNOTE:written here\\, by hand\r\nEND:VCARD\r\n"
+)
+EVENT_RRULE = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//here//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
+    "DTSTAMP:20261201T090000Z\r\nDTSTART:20261207T100000Z\r\nDURATION:PT1H\r\n"
+    "RRULE:BYDAY=MO,WE;INTERVAL=1;FREQ=WEEKLY\r\n"
+    "EXDATE:20261209T100000Z,20261214T100000Z\r\nSUMMARY:Standup\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def _phone_edit(server: dav_servers.DavServer, path: str, old: bytes, new: bytes) -> None:
+    """A phone changes one property of the server's version (as the server stores it)."""
+    (href, etag), *more = server.etags(path).items()
+    assert not more
+    body = server.request("GET", href).body
+    edited = b"\n".join(
+        new if line.rstrip(b"\r").startswith(old) else line for line in body.split(b"\n")
+    )
+    assert edited != body, body
+    assert server.put(href, edited, if_match=etag).status in (200, 201, 204)
+
+
+@pytest.mark.parametrize(
+    ("kind", "template", "old", "new", "kept"),
+    [
+        (
+            "vcf",
+            CARD_40,
+            b"TEL",
+            b"TEL;TYPE=CELL:+1-555-0199\r",
+            ["VERSION:4.0", "KIND:individual", "NOTE:written here\\, by hand"],
+        ),
+        (
+            "ics",
+            EVENT_RRULE,
+            b"SUMMARY",
+            b"SUMMARY:Standup (moved)\r",
+            [
+                "RRULE:BYDAY=MO,WE;INTERVAL=1;FREQ=WEEKLY",
+                "EXDATE:20261209T100000Z,20261214T100000Z",
+                "PRODID:-//here//EN",
+            ],
+        ),
+    ],
+)
+def test_a_phone_edit_of_a_rewritten_record_changes_only_what_the_phone_changed(
+    tmp_path, dav_server, kind, template, old, new, kept
+):
+    """Whatever the server made of the uploaded record (Cyrus: vCard 4.0 as 3.0, RRULE
+    parts reordered, EXDATE split), the phone's change reaches the local file as that
+    change: the rest of the file stays as the user wrote it."""
+    name = _name()
+    local = tmp_path / "pc" / name
+    local.mkdir(parents=True)
+    file = local / f"r.{kind}"
+    file.write_bytes(template.format(uid=f"r-{name}").encode())
+    cfg = _config(tmp_path, dav_server, kind, f'["{name}"]')
+    path = dav_server.collection_path(name, kind)  # type: ignore[arg-type]
+    try:
+        first = _run(cfg)
+        assert first.returncode == 0, first.stdout + first.stderr
+        _phone_edit(dav_server, path, old, new)
+        run = _run(cfg)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "a +0 ~1 -0, b +0 ~0 -0" in run.stdout
+        lines = file.read_text().splitlines()
+        assert new.decode().strip() in lines, lines
+        for line in kept:
+            assert line in lines, (line, lines)
+        again = _run(cfg)
+        assert NO_CHANGE in again.stdout, again.stdout + again.stderr
+    finally:
+        _delete(dav_server, path)

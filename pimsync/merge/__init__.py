@@ -8,7 +8,7 @@ See ``merge``. No I/O here.
 
 from __future__ import annotations
 
-from pimsync.merge.api import merge
+from pimsync.merge.api import apply_changes, merge
 from pimsync.merge.result import MergeResult, PropertyConflict, Side
 
-__all__ = ["MergeResult", "PropertyConflict", "Side", "merge"]
+__all__ = ["MergeResult", "PropertyConflict", "Side", "apply_changes", "merge"]

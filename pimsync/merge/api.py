@@ -47,3 +47,24 @@ def merge(base: Record, a: Record, b: Record, prefer: Side = "a") -> MergeResult
     if record.ident != a.ident:  # a record without UID: its ident is its content
         return _failed(a.kind, conflicts)
     return MergeResult(record, tuple(conflicts))
+
+
+def apply_changes(stored: Record, local: Record, changed: Record) -> Record | None:
+    """A server's change applied to the local version as the properties that changed:
+    ``stored`` is what the server held after the last sync (its own re-serialisation of
+    what pimsync wrote, ``local``), ``changed`` what it holds now (a phone's edit). What
+    differs between ``stored`` and ``local`` only (the server's rewrite: vCard 4.0 as
+    3.0, a reordered RRULE) stays as the user wrote it; what changed on the server is
+    taken (where a property was both rewritten and edited, the edit). None when that
+    cannot be done (the caller then takes the server's version as it is)."""
+    if not stored.kind == local.kind == changed.kind:
+        return None
+    merge_text = merge_card if local.kind == "vcf" else merge_calendar
+    try:
+        text, _conflicts = merge_text(stored.text, local.text, changed.text, "b", a_form=True)
+        record = parse_record(text.encode("utf-8", "surrogateescape"), local.kind, WHERE)
+    except (LineSyntaxError, Unreadable, MalformedRecord):
+        return None
+    if record.ident != changed.ident:
+        return None
+    return record

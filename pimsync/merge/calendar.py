@@ -69,16 +69,18 @@ def _one_sided(
 
 
 def merge_calendar(
-    base_text: str, a_text: str, b_text: str, prefer: Side
+    base_text: str, a_text: str, b_text: str, prefer: Side, *, a_form: bool = False
 ) -> tuple[str, list[PropertyConflict]]:
-    """The merged text (CRLF line endings) and the conflicts met."""
+    """The merged text (CRLF line endings) and the conflicts met. ``a_form``: see
+    ``Context.a_form``."""
     base, a, b = Calendar(base_text), Calendar(a_text), Calendar(b_text)
     blocks: list[str] = []
     conflicts: list[PropertyConflict] = []
     for key in union_keys(a.components, b.components, base.components):
         in_base, in_a, in_b = (v.components.get(key) for v in (base, a, b))
         if in_a is not None and in_b is not None:
-            text, found = merge_component(in_base, in_a, in_b, Context(False, prefer, label(key)))
+            ctx = Context(False, prefer, label(key), a_form)
+            text, found = merge_component(in_base, in_a, in_b, ctx)
             blocks.append(text)
             conflicts.extend(found)
             continue

@@ -18,9 +18,10 @@ def _card(text: str) -> Version:
 
 
 def merge_card(
-    base_text: str, a_text: str, b_text: str, prefer: Side
+    base_text: str, a_text: str, b_text: str, prefer: Side, *, a_form: bool = False
 ) -> tuple[str, list[PropertyConflict]]:
-    """The merged card's text (CRLF line endings) and the conflicts met."""
+    """The merged card's text (CRLF line endings) and the conflicts met. ``a_form``: see
+    ``Context.a_form``."""
     base, a, b = _card(base_text), _card(a_text), _card(b_text)
-    text, conflicts = merge_component(base, a, b, Context(True, prefer, "VCARD"))
+    text, conflicts = merge_component(base, a, b, Context(True, prefer, "VCARD", a_form))
     return text + CRLF, conflicts

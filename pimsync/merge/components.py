@@ -89,7 +89,7 @@ def merge_component(
     if a.canon == b.canon:
         return a.raw, []
     if base is not None:
-        if a.canon == base.canon:
+        if a.canon == base.canon and not ctx.a_form:
             return b.raw, []
         if b.canon == base.canon:
             return a.raw, []

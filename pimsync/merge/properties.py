@@ -21,6 +21,9 @@ class Context:
     vcard: bool
     prefer: Side
     label: str  # the component, for conflicts ("VEVENT;RECURRENCE-ID=...")
+    #: keep a's lines where a property is the same on a and base (b changed others): for a
+    #: server's change applied to the local version, whose form differs from the base's
+    a_form: bool = False
 
 
 Group = list[Entry]
