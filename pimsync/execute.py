@@ -263,6 +263,7 @@ class Executor:
         local copy would never carry, and the next run would take the two for different
         records). One at a time, before the batch's writes."""
         out: list[Action] = []
+        touched: dict[Side, list[int]] = {}  # side -> positions in out of its actions
         for action in actions:
             record = action.source.record if isinstance(action, Copy) else None
             if (
@@ -303,8 +304,16 @@ class Executor:
             if self.db is not None and action.ident != uid:
                 with self.db.transaction():  # the record goes on under its UID
                     self.db.forget(self.pair, self.collection, action.ident)
-            source = Item(action.source.href, etag, given.hash, given)
-            out.append(replace(action, ident=uid, source=source))
+            href = given.ident if getattr(col, "keyed_by_ident", False) else action.source.href
+            touched.setdefault(source_side, []).append(len(out))
+            out.append(replace(action, ident=uid, source=Item(href, etag, given.hash, given)))
+        for side, positions in touched.items():
+            try:  # on that side before any of them goes to the server
+                self.cols[side].flush()
+            except PimsyncError as exc:
+                for i in positions:
+                    self.stats.errors.append(f"{out[i]}: cannot add its UID: {exc}")
+                out = [a for i, a in enumerate(out) if i not in set(positions)]
         return out
 
     def _apply_all(self, actions: list[Action]) -> list[_Outcome]:
@@ -349,7 +358,7 @@ class Executor:
                 self.stats.retry.add(action.ident)
                 self.log(f"{action}: changed meanwhile, planning it again ({o.error})")
             else:
-                self.stats.errors.append(f"{action}: {o.error}")
+                self.stats.errors.append(f"{action}{_named(action)}: {o.error}")
             return
         self.log(str(action))
         if isinstance(action, Copy):
@@ -514,3 +523,23 @@ def _pending(action: Action) -> list[Pending]:
             if item.hash != action.record.hash
         ]  # fmt: skip
     return []
+
+
+def _named(action: Action) -> str:
+    """The record's SUMMARY or FN, for an error message: ' ("Team lunch")', or ''."""
+    record = (
+        action.source.record
+        if isinstance(action, Copy)
+        else action.record
+        if isinstance(action, MergeWrite | Duplicate)
+        else None
+    )
+    if record is None:
+        return ""
+    from pimsync.model import summary
+
+    text = summary(record)
+    if not text:
+        return ""
+    text = text if len(text) <= 60 else text[:59] + "…"
+    return f" ({text!r})"

@@ -30,7 +30,8 @@ def make_card(uid: str, name: str = "Someone", *, extra: str = "") -> bytes:
 
 @pytest.fixture
 def corpus() -> Path:
-    assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS}"
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not at {CORPUS} (../shared beside the clone)")
     return CORPUS
 
 

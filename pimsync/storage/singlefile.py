@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pimsync.errors import MalformedRecord, NotFound, PreconditionFailed, StorageError
-from pimsync.model.record import Kind, Record
+from pimsync.model.record import CONTENT_IDENT_PREFIX, Kind, Record
 from pimsync.storage.base import (
     CollectionInfo,
     Fetched,
@@ -43,6 +43,9 @@ class SingleFileCollection:
         self._errors: list[MalformedRecord] = []
         self._dirty = False
         self.meta_keys: tuple[str, ...] = ()  # a file's calendar name is not synced
+        #: a record's href is its ident (it changes when a record gets a UID); writes
+        #: land in the file at ``flush``
+        self.keyed_by_ident = True
 
     # reading -------------------------------------------------------------------------
     def _stat_etag(self) -> str | None:
@@ -116,10 +119,22 @@ class SingleFileCollection:
         return record.ident, record.hash
 
     def update(self, href: str, record: Record, etag: str) -> str:
+        """Replace a record. Its href is its ident, so a record whose ident changes (one
+        without UID given one: see ``keyed_by_ident``) takes its place under its new
+        ident, in the same position in the file."""
         self._check(href, etag)
         if record.ident != href:
-            raise StorageError(f"record {record.ident!r} cannot replace {href!r}", where=self.where)
-        self._records[href] = record
+            if not (href.startswith(CONTENT_IDENT_PREFIX) and record.uid is not None):
+                raise StorageError(
+                    f"record {record.ident!r} cannot replace {href!r}", where=self.where
+                )
+            self._check(record.ident, None)
+            self._records = {
+                (record.ident if k == href else k): (record if k == href else v)
+                for k, v in self._records.items()
+            }
+        else:
+            self._records[href] = record
         self._dirty = True
         return record.hash
 
