@@ -470,7 +470,9 @@ class DiscoveryFront:
                 if auth != front.expected:
                     return self._answer(401, b"", {"WWW-Authenticate": 'Basic realm="front"'})
                 if self.path.startswith("/principal/"):
-                    props = f"<c:calendar-home-set><d:href>{front.home}</d:href></c:calendar-home-set>"
+                    props = (
+                        f"<c:calendar-home-set><d:href>{front.home}</d:href></c:calendar-home-set>"
+                    )
                 else:
                     props = "<d:current-user-principal><d:href>/principal/</d:href></d:current-user-principal>"
                 body = _MULTI.format(href=self.path, props=props).encode()

@@ -105,7 +105,9 @@ def test_apache_refuses_a_request_without_digest(digest_front):
 def test_a_sync_logs_in_with_digest_when_the_server_offers_only_digest(
     tmp_path, radicale, digest_front, capsys
 ):
-    sync = Sync(tmp_path, f'url = "{digest_front.url}"\nusername = "alice"\npassword = "{PASSWORD}"')
+    sync = Sync(
+        tmp_path, f'url = "{digest_front.url}"\nusername = "alice"\npassword = "{PASSWORD}"'
+    )
     assert sync.run() == 0, capsys.readouterr()
     out, err = capsys.readouterr()
     assert err == "" and "b +3" in out, (out, err)
@@ -122,8 +124,7 @@ def test_a_sync_logs_in_with_digest_when_the_server_offers_only_digest(
 def test_auth_digest_never_sends_basic(tmp_path, radicale, digest_front, capsys):
     sync = Sync(
         tmp_path,
-        f'url = "{digest_front.url}"\nusername = "alice"\npassword = "{PASSWORD}"\n'
-        'auth = "digest"',
+        f'url = "{digest_front.url}"\nusername = "alice"\npassword = "{PASSWORD}"\nauth = "digest"',
     )
     assert sync.run() == 0, capsys.readouterr()
     assert "auth=basic" not in digest_front.log()
@@ -148,7 +149,10 @@ def test_a_stale_nonce_is_answered_with_the_new_one(tmp_path, radicale, monkeypa
     lines: list[str] = []
     monkeypatch.setattr(http, "DEBUG", lines.append)
     front = start_apache(
-        tmp_path / "apache", radicale.url, digest=("alice", PASSWORD), nonce_lifetime=1,
+        tmp_path / "apache",
+        radicale.url,
+        digest=("alice", PASSWORD),
+        nonce_lifetime=1,
         pass_user="alice",
     )
     try:
@@ -190,7 +194,9 @@ def token_script(tmp_path, *tokens: str):
 
 @pytest.fixture
 def bearer_front(tmp_path, radicale):
-    front = start_apache(tmp_path / "apache", radicale.url, bearer="tok-new-5150", pass_user="alice")
+    front = start_apache(
+        tmp_path / "apache", radicale.url, bearer="tok-new-5150", pass_user="alice"
+    )
     yield front
     front.stop()
 

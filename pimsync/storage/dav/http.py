@@ -942,7 +942,14 @@ class HttpClient:
         try:
             self.auth.challenged(origin_key(url), answer.sent, parse_challenges(answer.challenges))
         except Refused as exc:
-            raise AuthError(f"{start}: {exc.message}", url=url, status=401) from None
+            via = ""
+            proxy = self._proxy(origin_key(url), url) if origin_key(url)[0] == "http" else None
+            if proxy is not None and proxy.authorization:
+                via = (
+                    f" (or the proxy {proxy.shown} refused the user name and password in its "
+                    "URL: some proxies answer 401 for that)"
+                )
+            raise AuthError(f"{start}: {exc.message}{via}", url=url, status=401) from None
 
     def _proxy_refused(self, method: str, url: str, answer: StreamResponse) -> AuthError:
         proxy = self._proxy(origin_key(url), url)
@@ -1118,7 +1125,7 @@ def _tunnel_refused(exc: OSError, proxy: Proxy | None, url: str) -> HttpError | 
         return None
     status = text.split(":", 1)[1].strip()
     hint = ""
-    if status.startswith("407"):
+    if status.startswith(("407", "401")):
         hint = (
             ": it refused the user name and password in the proxy URL"
             if proxy.authorization
