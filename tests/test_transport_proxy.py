@@ -122,7 +122,7 @@ def test_proxy_credentials_go_to_the_proxy_and_are_never_shown(
             if rc:
                 assert address in err, err
                 if userinfo:  # tinyproxy answers wrong credentials with 401, not 407
-                    assert "refused the user name and password in its URL" in err, err
+                    assert "refused the user name and password in" in err, err
                 else:
                     assert "407" in err and "put them in the proxy URL" in err, err
         assert requests_through(proxy)
