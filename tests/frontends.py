@@ -225,7 +225,8 @@ def make_certs(where: Path) -> Certs:
         run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
             f"{name}.csr", "-subj", subject)  # fmt: skip
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", str(extfile))  # fmt: skip
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+            "-extfile", str(extfile))  # fmt: skip
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key", "-out",
         "self.pem", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
         "subjectAltName = IP:127.0.0.1")  # fmt: skip
@@ -474,7 +475,8 @@ class DiscoveryFront:
                         f"<c:calendar-home-set><d:href>{front.home}</d:href></c:calendar-home-set>"
                     )
                 else:
-                    props = "<d:current-user-principal><d:href>/principal/</d:href></d:current-user-principal>"
+                    props = "<d:current-user-principal><d:href>/principal/</d:href>"
+                    props += "</d:current-user-principal>"
                 body = _MULTI.format(href=self.path, props=props).encode()
                 self._answer(207, body, {"Content-Type": "application/xml; charset=utf-8"})
 

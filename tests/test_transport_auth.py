@@ -20,7 +20,6 @@ from pimsync.storage.dav.auth import (
     parse_challenges,
 )
 from pimsync.storage.dav.http import HttpClient
-from tests import frontends
 from tests.frontends import Sync, plain_request, start_apache
 
 PASSWORD = "digest-pass-7f3a"
@@ -251,4 +250,3 @@ def test_token_command_excludes_passwords_in_the_config(tmp_path):
         message = str(err.value)
         assert "storages.s.token_command" in message and "instead of" in message, message
         assert "x" not in message.split("token_command")[0][-3:]
-    frontends  # (the module that starts the fronts)
