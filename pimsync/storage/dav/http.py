@@ -991,8 +991,10 @@ class HttpClient:
             retry
             and attempt < self.backoff.attempts
             and not (timed_out and timeouts >= MAX_TIMEOUTS)
-            # a certificate that does not verify will not verify on a second try
+            # a certificate that does not verify will not verify on a second try, and a
+            # TLS alert (a client certificate refused or missing) is the server's answer
             and not isinstance(exc, ssl.SSLCertVerificationError)
+            and not (isinstance(exc, ssl.SSLError) and "ALERT" in str(exc.reason or ""))
         ):
             return self.backoff.base * 2 ** (attempt - 1)
         waited = _seconds(time.monotonic() - started)
@@ -1004,6 +1006,18 @@ class HttpClient:
         elif isinstance(exc, ConnectionRefusedError):
             reason = f"{reason} ({tries})"
             self._mark_down(url, f"refused the connection earlier in this run ({tries})")
+        elif isinstance(exc, ssl.SSLError) and "ALERT" in str(exc.reason or ""):
+            alert = str(exc.reason)
+            if self._client_cert is None and ("CERTIFICATE" in alert or "HANDSHAKE" in alert):
+                reason = (
+                    f"{reason}: the server refused the TLS connection; it may ask for a client "
+                    f"certificate (set {self.config_key('client_cert')})"
+                )
+            elif self._client_cert is not None:
+                reason = (
+                    f"{reason}: the server refused the TLS connection; check that it accepts "
+                    f"the client certificate {str(self._client_cert)!r}"
+                )
         raise HttpError(f"{method} failed: {reason}", url=url) from exc
 
     def _send(
