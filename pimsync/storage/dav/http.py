@@ -279,9 +279,8 @@ class _Decoder:
         """The decoded pieces of ``data``; raises zlib.error on a corrupt body."""
         while data:
             if self._z.eof:  # a gzip body may hold several members, one after the other
-                data = self._z.unused_data + data
                 if not data.strip(b"\0"):
-                    return
+                    return  # (padding after the last one)
                 self._z = zlib.decompressobj(self._wbits)
             try:
                 out = self._z.decompress(data, CHUNK)
@@ -293,11 +292,12 @@ class _Decoder:
                     continue
                 raise
             self._started = True
-            data = self._z.unconsumed_tail
+            rest = self._z.unused_data if self._z.eof else self._z.unconsumed_tail
             if out:
                 yield out
-            elif not data:
-                return
+            elif rest == data:
+                return  # (nothing moved: wait for more input)
+            data = rest
 
     def finished(self) -> bool:
         return self._z.eof or not self._started
