@@ -1164,6 +1164,8 @@ def check_status(response: Response, method: str, ok: tuple[int, ...]) -> Respon
     content_type = response.header("Content-Type")
     kind = (content_type or "").split(";")[0].strip().lower()
     reason = server_reason(response.body, content_type)
+    if reason.lower().rstrip(".") == response.reason.lower():
+        reason = ""  # ("Bad Request" again)
     html = kind in ("text/html", "application/xhtml+xml")
     if html and 200 <= response.status < 300:
         said = f": {reason!r}" if reason else ""

@@ -75,9 +75,9 @@ def _from_xml(body: bytes) -> str | None:
             if not isinstance(child.tag, str):
                 continue
             ns = child.tag[1:].partition("}")[0] if child.tag.startswith("{") else ""
-            if child.tag == tag(DAV, "responsedescription") or (
-                ns == _SABRE and child.tag.endswith(("}message", "}exception"))
-            ):
+            if ns == _SABRE and not child.tag.endswith(("}message", "}exception")):
+                continue  # (sabredav-version and the like)
+            if child.tag == tag(DAV, "responsedescription") or ns == _SABRE:
                 text = _text(child)
                 if text and child.tag.endswith("}exception"):
                     text = text.rsplit("\\", 1)[-1]  # Sabre\DAV\Exception\Forbidden
