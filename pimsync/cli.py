@@ -1,4 +1,7 @@
-"""Command line: ``pimsync [--config PATH] [-v|--quiet] COMMAND``.
+"""Command line: ``pimsync [--config PATH] [-v|-vv|--quiet] COMMAND``.
+
+``-v`` prints every action; ``-vv`` also every HTTP request and answer, on stderr (see
+``pimsync.storage.dav.http.DEBUG``: credentials and cookies withheld).
 
 Exit status: 0 everything synced; 1 some records, collections or pairs failed; 2 bad usage
 or bad config; 130 / 143 stopped by SIGINT / SIGTERM (what landed is recorded).
@@ -32,7 +35,12 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="print every action"
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="print every action; -vv: also every HTTP request and answer, on stderr (for "
+        "bug reports: credentials and cookies are withheld, record data is not)",
     )
     common.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print only errors"
@@ -98,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class ConsoleReporter:
-    def __init__(self, out: TextIO, err: TextIO, verbose: bool, quiet: bool) -> None:
+    def __init__(self, out: TextIO, err: TextIO, verbose: bool | int, quiet: bool) -> None:
         self.out, self.err = out, err
         self.verbose, self.quiet = verbose, quiet
         self.dry_run = False
@@ -165,12 +173,14 @@ class ConsoleReporter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    verbose = getattr(args, "verbose", False)
+    verbose = getattr(args, "verbose", 0)
     quiet = getattr(args, "quiet", False)
     if verbose and quiet:
         print("pimsync: error: -v and --quiet exclude each other", file=sys.stderr)
         return EXIT_USAGE
     reporter = ConsoleReporter(sys.stdout, sys.stderr, verbose, quiet)
+    if verbose >= 2:
+        _debug_http(reporter)
     if args.command == "archive" and args.archive_command == "verify":
         return _verify(args.file)  # an archive is checked without any config
     from pimsync import interrupt
@@ -194,6 +204,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(exc.exit_status)
         return exc.exit_status
+
+
+def _debug_http(reporter: ConsoleReporter) -> None:
+    """-vv: every HTTP request and answer on stderr."""
+    from pimsync.storage.dav import http
+
+    def line(text: str) -> None:
+        reporter._clear()
+        print(text, file=reporter.err, flush=True)
+
+    http.DEBUG = line
 
 
 def _command(args: argparse.Namespace, reporter: ConsoleReporter) -> int:

@@ -94,7 +94,13 @@ _DAV_KEYS = (
     "password",
     "password_command",
     "keyring",
+    "token_command",
+    "auth",
     "verify",
+    "verify_fingerprint",
+    "client_cert",
+    "client_key",
+    "proxy",
     "timeout",
     "connections",
     "max_response_size",
@@ -111,12 +117,18 @@ _STORAGE_KEYS: dict[str, tuple[str, ...]] = {
         "type",
         "url",
         "verify",
+        "verify_fingerprint",
+        "client_cert",
+        "client_key",
+        "proxy",
         "timeout",
         "max_response_size",
         "max_request_time",
         "read_only",
     ),
 }
+#: how a caldav/carddav storage logs in with a password (``auth``)
+AUTH_SCHEMES: tuple[str, ...] = ("auto", "basic", "digest")
 _ALL_STORAGE_KEYS = tuple(dict.fromkeys(k for keys in _STORAGE_KEYS.values() for k in keys))
 
 
@@ -163,7 +175,19 @@ class StorageConfig:
     password: str | None = None
     password_command: tuple[str, ...] | None = None
     keyring: str | None = None
+    #: a program printing an OAuth access token, sent as ``Authorization: Bearer``
+    token_command: tuple[str, ...] | None = None
+    #: with a password: "auto" (Basic, Digest when the server asks only for it), "basic"
+    #: or "digest" (never Basic)
+    auth: str = "auto"
     verify: bool | Path = True
+    #: the SHA-256 fingerprint of the server's certificate: 64 lower-case hex digits
+    verify_fingerprint: str | None = None
+    #: a PEM file with the client certificate (and its key, unless ``client_key``)
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    #: None: the environment's proxy; "": none; else the proxy's URL
+    proxy: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     connections: int = DEFAULT_CONNECTIONS
     #: bytes of one answer from the server (caldav/carddav/webcal)
@@ -192,6 +216,10 @@ class StorageConfig:
             value = getattr(self, f.name)
             if f.name == "password" and value is not None:
                 parts.append("password='***'")
+            elif f.name == "proxy" and value:
+                from pimsync.storage.dav.proxy import without_credentials
+
+                parts.append(f"proxy={without_credentials(value)!r}")
             else:
                 parts.append(f"{f.name}={value!r}")
         return f"StorageConfig({', '.join(parts)})"
@@ -586,6 +614,7 @@ class _Loader:
                     if isinstance(verify, bool)
                     else self.path_value(f"{key}.verify", self._verify_str(key, verify))
                 )
+            self.transport(key, t, kw)
             if "timeout" in t:
                 kw["timeout"] = self.number(f"{key}.timeout", t["timeout"], allow_zero=False)
             if "connections" in t:
@@ -632,6 +661,67 @@ class _Loader:
                 self.credentials(key, t, kw)
         return StorageConfig(name=name, type=stype, read_only=read_only, **kw)
 
+    def transport(self, key: str, t: dict[str, Any], kw: dict[str, Any]) -> None:
+        """proxy, client_cert, client_key, verify_fingerprint (kw has url, verify)."""
+        https = str(kw["url"]).lower().startswith("https://")
+        if "proxy" in t:
+            kw["proxy"] = self.proxy(f"{key}.proxy", t["proxy"])
+        if "client_key" in t and "client_cert" not in t:
+            raise self.error(
+                f"{key}.client_key",
+                "needs client_cert too (the file with the certificate); a single PEM file "
+                "with both the certificate and the key is given as client_cert alone",
+            )
+        for k in ("client_cert", "client_key"):
+            if k in t:
+                if not https:
+                    raise self.error(f"{key}.{k}", "a client certificate is for https:// URLs only")
+                kw[k] = self.path_value(f"{key}.{k}", t[k])
+        if "verify_fingerprint" in t:
+            k = f"{key}.verify_fingerprint"
+            if not https:
+                raise self.error(k, "a certificate fingerprint is for https:// URLs only")
+            if "verify" in t:
+                raise self.error(
+                    f"{key}.verify",
+                    f"{key}.verify and {k} are both set; with verify_fingerprint the "
+                    "certificate is checked by its fingerprint alone (not by a CA, nor its "
+                    "host name): remove verify",
+                )
+            kw["verify_fingerprint"] = self.fingerprint(k, t["verify_fingerprint"])
+
+    def proxy(self, key: str, value: object) -> str:
+        allowed = 'use a URL like "http://proxy.example:3128", or "" for no proxy at all'
+        if not isinstance(value, str):  # not shown: it may hold a password
+            raise self.error(key, f"expected a string, got {_toml_type(value)}; {allowed}")
+        if not value.strip():
+            return ""
+        from pimsync.storage.dav.proxy import ProxyURLError, parse_proxy
+
+        try:
+            parse_proxy(value, key)
+        except ProxyURLError as e:
+            raise self.error(key, str(e)) from None
+        return value.strip()
+
+    def fingerprint(self, key: str, value: object) -> str:
+        how = (
+            "the SHA-256 fingerprint of the server's certificate: 64 hex digits, with or "
+            'without colons ("AB:CD:..."), as `openssl x509 -noout -fingerprint -sha256 '
+            "-in CERT.pem` prints it"
+        )
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {_toml_type(value)}; use {how}")
+        text = re.sub(r"[\s:]", "", value).lower()
+        if re.fullmatch(r"[0-9a-f]+", text or "-") and len(text) in (32, 40):
+            algorithm = "an MD5" if len(text) == 32 else "a SHA-1"
+            raise self.error(
+                key, f"this looks like {algorithm} fingerprint, which is not accepted; use {how}"
+            )
+        if not re.fullmatch(r"[0-9a-f]{64}", text):
+            raise self.error(key, f"{value!r} is not allowed; use {how}")
+        return text
+
     def _verify_str(self, key: str, value: object) -> str:
         if not isinstance(value, str):
             raise self.error(
@@ -643,12 +733,26 @@ class _Loader:
 
     def credentials(self, key: str, t: dict[str, Any], kw: dict[str, Any]) -> None:
         given = [k for k in ("password", "password_command", "keyring") if k in t]
+        if "token_command" in t:
+            others = [k for k in ("username", *given, "auth") if k in t]
+            if others:
+                raise self.error(
+                    f"{key}.token_command",
+                    f"{key}.token_command and {' and '.join(f'{key}.{k}' for k in others)} "
+                    "are both set; token_command sends an access token (Authorization: "
+                    "Bearer) instead of a user name and password: use either token_command, "
+                    "or username with one of password, password_command, keyring",
+                )
+            kw["token_command"] = self.command(f"{key}.token_command", t["token_command"])
+            return
         if len(given) > 1:
             raise self.error(
                 f"{key}.{given[1]}",
                 f"{' and '.join(f'{key}.{k}' for k in given)} are both set; "
                 "use at most one of password, password_command, keyring",
             )
+        if "auth" in t:
+            kw["auth"] = self.choice(f"{key}.auth", t["auth"], AUTH_SCHEMES)
         if "username" in t:
             kw["username"] = self.string(f"{key}.username", t["username"])
         if "password" in t:
@@ -662,19 +766,23 @@ class _Loader:
         if "keyring" in t:
             kw["keyring"] = self.string(f"{key}.keyring", t["keyring"])
         if "password_command" in t:
-            cmd = t["password_command"]
-            k = f"{key}.password_command"
-            if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
-                raise self.error(
-                    k,
-                    f'expected a list of strings like ["pass", "show", "dav"], '
-                    f"got {_toml_type(cmd)} ({_show(cmd)})",
-                )
-            if not cmd or not cmd[0].strip():
-                raise self.error(
-                    k, 'must be a non-empty list of strings like ["pass", "show", "dav"]'
-                )
-            kw["password_command"] = tuple(cmd)
+            kw["password_command"] = self.command(f"{key}.password_command", t["password_command"])
+
+    def command(self, k: str, cmd: object) -> tuple[str, ...]:
+        """A program and its arguments (password_command, token_command)."""
+        example = (
+            '["pass", "show", "dav"]'
+            if k.endswith("password_command")
+            else ('["oauth2-token", "google"]')
+        )
+        if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
+            raise self.error(
+                k,
+                f"expected a list of strings like {example}, got {_toml_type(cmd)} ({_show(cmd)})",
+            )
+        if not cmd or not cmd[0].strip():
+            raise self.error(k, f"must be a non-empty list of strings like {example}")
+        return tuple(cmd)
 
     def file_path(self, key: str, value: object) -> Path:
         raw = self.string(key, value)

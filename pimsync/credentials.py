@@ -27,6 +27,7 @@ __all__ = [
     "Secret",
     "clear_cache",
     "get_password",
+    "get_token",
 ]
 
 
@@ -108,6 +109,7 @@ def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _name_locks.clear()
+        _tokens.clear()
 
 
 def _source(storage: StorageConfig) -> tuple[object, ...]:
@@ -153,8 +155,34 @@ def get_password(storage: StorageConfig) -> Secret | None:
     return result
 
 
-def _from_command(name: str, argv: tuple[str, ...]) -> Secret:
-    key = f"storages.{name}.password_command"
+# --------------------------------------------------------------------------- get_token
+
+# storage name -> the last token its token_command printed
+_tokens: dict[str, Secret] = {}
+
+
+def get_token(storage: StorageConfig, refresh: bool = False) -> Secret:
+    """The access token ``storage.token_command`` prints (the first line of its output),
+    run once per process and storage; ``refresh``: the server refused the last one (it
+    expired), run the command again. Raise :class:`CredentialError` (never with anything
+    the command printed) when there is no token."""
+    assert storage.token_command is not None
+    with _cache_lock:
+        name_lock = _name_locks.setdefault(f"token:{storage.name}", threading.Lock())
+    with name_lock:
+        token = None if refresh else _tokens.get(storage.name)
+        if token is None:
+            token = _from_command(
+                storage.name, storage.token_command, "token_command", "access token"
+            )
+            _tokens[storage.name] = token
+        return token
+
+
+def _from_command(
+    name: str, argv: tuple[str, ...], option: str = "password_command", what: str = "password"
+) -> Secret:
+    key = f"storages.{name}.{option}"
     if not argv or not argv[0]:
         raise CredentialError(f'{key}: empty command; use a list like ["pass", "show", "dav"]')
     program = argv[0]
@@ -189,25 +217,28 @@ def _from_command(name: str, argv: tuple[str, ...]) -> Secret:
     # hide what it knows. Its status is said instead; the user can run it to see more.
     first, _, _ = proc.stdout.partition(b"\n")
     first = first.removesuffix(b"\r")
+    if what != "password":
+        first = first.strip()  # a token has no spaces at its ends; a password may
+    withheld = _WITHHELD.replace("the password", f"the {what}")
     if proc.returncode != 0:
         if proc.returncode < 0:
             status = f"was killed by signal {-proc.returncode}{_signal_name(-proc.returncode)}"
         else:
             status = f"exited with status {proc.returncode}"
-        said = _WITHHELD if proc.stdout or proc.stderr else _SILENT
+        said = withheld if proc.stdout or proc.stderr else _SILENT
         raise CredentialError(f"{key}: {program!r} {status} {said}")
     if not first:
-        what = "printed nothing" if not proc.stdout else "printed an empty first line"
-        said = f" {_WITHHELD}" if proc.stdout or proc.stderr else ""
+        printed = "printed nothing" if not proc.stdout else "printed an empty first line"
+        said = f" {withheld}" if proc.stdout or proc.stderr else ""
         raise CredentialError(
-            f"{key}: {program!r} exited with status 0 but {what} on its standard output; "
-            f"the password must be the first line of its standard output{said}"
+            f"{key}: {program!r} exited with status 0 but {printed} on its standard output; "
+            f"the {what} must be the first line of its standard output{said}"
         )
     try:
         password = first.decode("utf-8")
     except UnicodeDecodeError:
         raise CredentialError(
-            f"{key}: {program!r} printed a first line that is not valid UTF-8 {_WITHHELD}"
+            f"{key}: {program!r} printed a first line that is not valid UTF-8 {withheld}"
         ) from None
     return Secret(password)
 

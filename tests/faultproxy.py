@@ -5,7 +5,8 @@ forwards every request to the upstream server unchanged: method, path, all heade
 (Authorization, If-Match, If-None-Match, Depth, Content-Type, Host...) and body. It answers
 with the upstream status, reason, headers (ETag included) and body. Hop-by-hop headers
 (Connection, Keep-Alive, Transfer-Encoding...) are not forwarded; a chunked body is
-de-chunked and sent with a Content-Length.
+de-chunked and sent with a Content-Length. ``Accept-Encoding`` is not forwarded either, so
+that the upstream answers uncompressed and rules can read and rewrite what it says.
 
 A test scripts faults per request with rules, tried in the order they were added; the first
 rule that matches (method, path substring, request-body substring) and fires (``times``
@@ -240,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in self.headers.items():
                 if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
                     continue
+                if name.lower() == "accept-encoding":
+                    continue  # plain answers from upstream: rules read and rewrite them
                 conn.putheader(name, value)
             if body or self.headers.get("Content-Length") is not None:
                 conn.putheader("Content-Length", str(len(body)))

@@ -314,12 +314,17 @@ def test_html_page_instead_of_multistatus(env, status):
     e, proxy = synced_env(env, 3)
     e.write("ev-new", "new locally")
     before = snapshot(e.tmp / "pc")
-    page = "<!DOCTYPE html><html><body><h1>Please log in</h1></body></html>"
+    page = (
+        "<!DOCTYPE html><html><body><h1>Please log in</h1>"
+        "<p>session=abc123 and the rest of the page</p></body></html>"
+    )
     proxy.respond(status, {"Content-Type": "text/html; charset=utf-8"}, page, method="REPORT")
     run = e.run()
     assert run.rc == 1, run.text
     assert e.col_url in run.err and str(status) in run.err and "HTML page" in run.err, run.err
-    assert "Please log in" not in run.text
+    # the page's heading is its reason; nothing else of the page is shown
+    assert "Please log in" in run.err
+    assert "session=abc123" not in run.text
     assert snapshot(e.tmp / "pc") == before
     assert writes(proxy) == []
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from pimsync.config import StorageConfig
     from pimsync.state import StateDB
     from pimsync.storage.base import Storage
+    from pimsync.storage.dav.auth import Authenticator
 
 #: How long the collections found on a server are trusted before asking again (seconds).
 #: ``pimsync discover`` asks at once.
@@ -92,23 +93,20 @@ def open_storage(cfg: StorageConfig, db: StateDB | None = None) -> Storage:
         assert cfg.path is not None
         return SingleFileStorage(cfg.name, cfg.path, cfg.kind, cfg.read_only)
     if cfg.type in ("caldav", "carddav"):
-        from pimsync.credentials import get_password
         from pimsync.storage.dav.http import HttpClient
         from pimsync.storage.dav.storage import DavStorage, Found
 
         assert cfg.url is not None
-        secret = get_password(cfg)
         client = HttpClient(
             cfg.url,
-            username=cfg.username,
-            password=secret.reveal() if secret is not None else None,
-            verify=cfg.verify,
+            auth=_authenticator(cfg),
             timeout=cfg.timeout,
             max_connections=cfg.connections,
             name=cfg.name,
             max_response_size=cfg.max_response_size,
             max_record_size=cfg.max_record_size,
             max_request_time=cfg.max_request_time,
+            **_transport(cfg),
         )
         cached = db.discovered(cfg.name, cfg.url, DISCOVERY_MAX_AGE) if db is not None else None
         found = [Found.from_json(f) for f in cached] if cached is not None else None
@@ -120,15 +118,50 @@ def open_storage(cfg: StorageConfig, db: StateDB | None = None) -> Storage:
         assert cfg.url is not None
         client = HttpClient(
             cfg.url,
-            verify=cfg.verify,
             timeout=cfg.timeout,
             name=cfg.name,
             max_response_size=cfg.max_response_size,
             max_request_time=cfg.max_request_time,
+            **_transport(cfg),
         )
         return WebcalStorage(cfg.name, client)
     check_supported(cfg)
     raise AssertionError(cfg.type)
+
+
+def _authenticator(cfg: StorageConfig) -> Authenticator | None:
+    """How a caldav/carddav storage logs in: a Bearer token, a password, or not at all.
+    A password command runs here (once per run); a token command too."""
+    from pimsync.credentials import get_password, get_token
+    from pimsync.storage.dav.auth import BearerAuth, PasswordAuth
+
+    if cfg.token_command is not None:
+        get_token(cfg)  # fails the storage at once if there is no token
+
+        def token(refresh: bool) -> str:
+            return get_token(cfg, refresh=refresh).reveal()
+
+        return BearerAuth(token)
+    secret = get_password(cfg)
+    if cfg.username is None:
+        return None
+    return PasswordAuth(cfg.username, secret.reveal() if secret is not None else "", cfg.auth)
+
+
+def _transport(cfg: StorageConfig) -> dict[str, object]:
+    """The HttpClient settings of TLS and proxies."""
+    from pimsync.storage.dav.proxy import parse_proxy
+
+    proxy: object = "environment"
+    if cfg.proxy is not None:
+        proxy = parse_proxy(cfg.proxy, f"storages.{cfg.name}.proxy") if cfg.proxy else None
+    return {
+        "verify": cfg.verify,
+        "fingerprint": cfg.verify_fingerprint,
+        "client_cert": cfg.client_cert,
+        "client_key": cfg.client_key,
+        "proxy": proxy,
+    }
 
 
 def remember_discovery(storages: Iterable[Storage], db: StateDB) -> None:

@@ -6,6 +6,12 @@ RFC 6764 service discovery (DNS SRV/TXT records, through the caldav library) for
 domain. From the principal: ``calendar-home-set`` / ``addressbook-home-set``; from the
 home set: the collections with displayname, color and supported components.
 
+A home set or a collection on another host (iCloud answers with
+``https://pNN-caldav.icloud.com/...``) is kept as an absolute URL (``Found.path``); the
+client sends the credentials there only when it is ``https://`` and the answer that named
+it came from a server that had them (the configured one: never a host reached by a
+redirect). ``Found.trusted`` remembers that in the discovery cache.
+
 Two collections on the server whose ids (the last path segment, decoded) are the same
 cannot both be synced to one local collection: neither is, and ``CollectionInfo.problem``
 says why (kept in the discovery cache too).
@@ -15,14 +21,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from pimsync.errors import NotFound, StorageError
 from pimsync.model.record import Kind
 from pimsync.storage.base import CollectionInfo, check_collection_id
 from pimsync.storage.dav import xml
 from pimsync.storage.dav.collection import DavCollection, collection_id_of
-from pimsync.storage.dav.http import HttpClient, HttpError, check_status
+from pimsync.storage.dav.http import (
+    HttpClient,
+    HttpError,
+    check_status,
+    origin_key,
+    origin_url,
+)
 
 _HOME = {
     "ics": ("c:calendar-home-set", xml.CALDAV),
@@ -37,12 +49,16 @@ class Found:
     """A collection found by discovery."""
 
     id: str
+    #: the path on the storage's server, or an absolute URL on another host
     path: str
     displayname: str | None = None
     color: str | None = None
     components: tuple[str, ...] = ()
     #: why this collection is not synced (two on the server map to its id)
     problem: str | None = None
+    #: on another host: the credentials may go there (an https:// URL that the
+    #: authenticated server named)
+    trusted: bool = False
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -54,6 +70,8 @@ class Found:
         }
         if self.problem is not None:
             data["problem"] = self.problem
+        if self.trusted:
+            data["trusted"] = True
         return data
 
     @classmethod
@@ -67,6 +85,7 @@ class Found:
             data.get("color"),  # type: ignore[arg-type]
             tuple(comps),  # type: ignore[arg-type]
             str(problem) if problem is not None else None,
+            data.get("trusted") is True,
         )
 
 
@@ -116,11 +135,36 @@ class DavStorage:
         self._found: dict[str, Found] | None = (
             {f.id: f for f in found} if found is not None else None
         )
+        for f in found or ():
+            if f.trusted and "://" in f.path:  # named by the server when it was discovered
+                client.trust(f.path)
         #: set when this run asked the server (so the caller can remember the result)
         self.discovered = False
 
     # discovery -------------------------------------------------------------------------
-    def _propfind0(self, href: str, *props: str) -> tuple[str, dict[str, object]] | None:
+    def _place(self, raw: str, answer_url: str) -> str:
+        """Where an href of an answer points: a path (normalised) on the storage's server,
+        or an absolute URL (its path normalised) on another host."""
+        path = xml.normalise_href(raw, answer_url)
+        key = origin_key(urljoin(answer_url, raw))
+        if key == origin_key(self.client.base_url):
+            return path
+        return origin_url(key) + path
+
+    def _named(self, place: str, answer_url: str) -> str:
+        """A home set or collection that an answer from answer_url named: when it is on
+        another host, the credentials go there too if the answer came from a server that
+        had them, and the place is https:// (HttpClient.trust checks that)."""
+        if "://" in place and self.client.has_credentials and self.client.trusts(answer_url):
+            self.client.trust(place)
+        return place
+
+    def _href(self, element: object, answer_url: str) -> str | None:
+        raw = xml.raw_href_of(element)
+        return self._named(self._place(raw, answer_url), answer_url) if raw else None
+
+    def _propfind0(self, href: str, *props: str) -> tuple[str, str, dict[str, object]] | None:
+        """(where it answered: a path or another host's URL, its URL, its properties)."""
         resp = self.client.request(
             "PROPFIND", href, xml.propfind(*props), {"Depth": "0"}, follow_redirects=True
         )
@@ -130,7 +174,7 @@ class DavStorage:
         ms = xml.parse_multistatus(resp.body, resp.url)
         if not ms.responses:
             return None
-        return urlsplit(resp.url).path, ms.responses[0].props
+        return self._place(resp.url, resp.url), resp.url, ms.responses[0].props
 
     def _find_home(self) -> tuple[str, Found | None]:
         home_prop, home_ns = _HOME[self.kind]
@@ -151,28 +195,30 @@ class DavStorage:
             tried.append(self.client.url(href))
             if got is None:
                 continue
-            where, props = got
+            where, answer_url, props = got
             resourcetype = props.get(xml.tag(xml.DAV, "resourcetype"))
             if resourcetype is not None and resourcetype.find(_RESOURCE[self.kind]) is not None:  # type: ignore[attr-defined]
                 # the URL names one collection: sync just that one
                 path = where if where.endswith("/") else where + "/"
                 name = xml.text_of(props.get(xml.tag(xml.DAV, "displayname")))
                 color = xml.text_of(props.get(xml.tag(xml.APPLE, "calendar-color")))
-                found = Found(collection_id_of(path), path, name, color)
+                found = Found(
+                    collection_id_of(path), path, name, color, trusted=self._trusted(path)
+                )
                 return path.rsplit("/", 2)[0] + "/", found
-            home = xml.href_of(props.get(home_tag), self.client.base_url)
+            home = self._href(props.get(home_tag), answer_url)
             if home:
                 return home, None
-            principal = xml.href_of(props.get(principal_tag), self.client.base_url)
+            principal = self._href(props.get(principal_tag), answer_url)
             if principal:
                 got = self._propfind0(principal, home_prop)
                 if got is not None:
-                    home = xml.href_of(got[1].get(home_tag), self.client.base_url)
+                    home = self._href(got[2].get(home_tag), got[1])
                     if home:
                         return home, None
         service = self._rfc6764()
         if service is not None and service not in tried:
-            self.client = self.client.rebased(service)
+            self.client = self.client.rebased(service, trust=True)
             return self._find_home()
         raise StorageError(
             f"found no {_SERVICE[self.kind]} home (tried {', '.join(tried)}); "
@@ -195,6 +241,9 @@ class DavStorage:
             return None
         url = getattr(info, "url", None)
         return str(url) if url else None
+
+    def _trusted(self, place: str) -> bool:
+        return "://" in place and self.client.trusts(place)
 
     def discover(self) -> list[Found]:
         home, single = self._find_home()
@@ -219,7 +268,8 @@ class DavStorage:
             listed: list[tuple[str, Found]] = []
             for r in ms.responses:
                 rt = r.props.get(xml.tag(xml.DAV, "resourcetype"))
-                if r.href == home or rt is None or rt.find(_RESOURCE[self.kind]) is None:  # type: ignore[attr-defined]
+                place = self._named(self._place(r.raw, resp.url), resp.url) if r.raw else r.href
+                if place == home or rt is None or rt.find(_RESOURCE[self.kind]) is None:  # type: ignore[attr-defined]
                     continue
                 comps_el = r.props.get(xml.tag(xml.CALDAV, "supported-calendar-component-set"))
                 comps = tuple(
@@ -228,10 +278,11 @@ class DavStorage:
                 )
                 found_one = Found(
                     collection_id_of(r.href),
-                    r.href,
+                    place if place.endswith("/") else place + "/",
                     xml.text_of(r.props.get(xml.tag(xml.DAV, "displayname"))),
                     xml.text_of(r.props.get(xml.tag(xml.APPLE, "calendar-color"))),
                     comps,
+                    trusted=self._trusted(place),
                 )
                 listed.append((r.raw or r.href, found_one))
             found = _collisions(listed)
@@ -256,7 +307,11 @@ class DavStorage:
         if found.problem is not None:
             raise StorageError(found.problem, where=self.client.url(found.path))
         meta = {"displayname": found.displayname, "color": found.color}
-        col = DavCollection(self.client, found.path, found.id, self.kind, meta)
+        client, path = self.client, found.path
+        if "://" in path:  # on another host: a client of its own, which shares the trust
+            client = self.client.rebased(origin_url(origin_key(path)) + "/")
+            path = urlsplit(path).path
+        col = DavCollection(client, path, found.id, self.kind, meta)
 
         def remember(key: str, value: str | None) -> None:
             assert self._found is not None
@@ -304,7 +359,7 @@ class DavStorage:
             if self._found is None or collection_id not in self._found:
                 check_status(resp, method, (200, 201, 204))
             return self.collection(collection_id)
-        found = Found(collection_id, path, displayname, color)
+        found = Found(collection_id, path, displayname, color, trusted=self._trusted(path))
         assert self._found is not None
         self._found[collection_id] = found
         self.discovered = True

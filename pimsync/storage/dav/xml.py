@@ -428,6 +428,15 @@ def href_of(element: object, url: str) -> str | None:
     return normalise_href(found.text.strip(), url)
 
 
+def raw_href_of(element: object) -> str | None:
+    """The href inside a property, as the server wrote it (None if absent or too long)."""
+    if element is None:
+        return None
+    found = element.find(tag(DAV, "href"))  # type: ignore[attr-defined]
+    text = (found.text or "").strip() if found is not None else ""
+    return text if text and len(text) <= MAX_HREF else None
+
+
 def has_error(body: bytes, name: str) -> bool:
     """Does a DAV error body name this precondition (e.g. valid-sync-token)?"""
     return name.encode() in body
