@@ -529,7 +529,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
                 f"{fingerprint_of(der) if der else '(none)'}, not the one {key} pins; "
                 "nothing was sent. If the server's certificate was replaced, check the new "
                 "fingerprint with its administrator before you pin it",
-                url=f"https://{host}:{port}/",
+                url=origin_url(("https", host, port or 443)) + "/",
             )
 
 
