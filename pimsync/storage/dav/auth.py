@@ -311,6 +311,11 @@ class PasswordAuth(Authenticator):
             self._start_digest(origin, digest, sent)
             return
         if sent.scheme == "basic" and offered and "basic" not in offered:
+            if digest:  # (auth = "basic")
+                raise Refused(
+                    'the server asks for Digest authentication, and auth = "basic" never '
+                    'answers it: remove auth (or set it to "auto")'
+                )
             raise Refused(_unsupported(offered))
         if sent.scheme is None and self.scheme == "digest":
             raise Refused(
