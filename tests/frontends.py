@@ -67,6 +67,8 @@ def _missing(*programs: str) -> str | None:
 def need(*programs: str) -> None:
     """Skip the test, naming the installer, when one of the programs is missing."""
     gone = _missing(*programs)
+    if gone == "openssl":
+        pytest.skip("openssl not installed (apt-get install openssl)")
     if gone:
         pytest.skip(f"{gone} not installed: run {INSTALL} (it installs apache2 and tinyproxy)")
 

@@ -250,3 +250,17 @@ def test_token_command_excludes_passwords_in_the_config(tmp_path):
         message = str(err.value)
         assert "storages.s.token_command" in message and "instead of" in message, message
         assert "x" not in message.split("token_command")[0][-3:]
+
+
+def test_auth_basic_does_not_answer_digest_and_says_so():
+    from pimsync.storage.dav.auth import Refused
+
+    auth = PasswordAuth("alice", "pw", "basic")
+    with pytest.raises(Refused, match='auth = "basic" never answers it'):
+        auth.challenged(
+            ("http", "h", 80), Sent("basic", "x"), parse_challenges(['Digest realm="r", nonce="n"'])
+        )
+    auto = PasswordAuth("alice", "pw")
+    auto.challenged(("http", "h", 80), Sent("basic", "x"), parse_challenges(['Digest nonce="n"']))
+    assert auto.header(("http", "h", 80), "GET", "/").scheme == "digest"
+    assert auto.header(("http", "other", 80), "GET", "/").scheme == "basic"  # per origin

@@ -176,3 +176,25 @@ def test_the_config_repr_hides_proxy_credentials(tmp_path):
     )
     storage = load_config(cfg).storages["s"]
     assert PROXY_PASSWORD not in repr(storage) and "proxy.example:3128" in repr(storage)
+
+
+def test_a_webcal_feed_through_the_proxy_key(
+    tmp_path, radicale, dav_collection, tinyproxy, clean_env, capsys
+):
+    from pimsync.cli import main
+    from tests.conftest import make_event
+
+    path = dav_collection(radicale, "ics")
+    for uid in ("w1", "w2"):
+        assert radicale.put(f"{path}{uid}.ics", make_event(uid)).status == 201
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[general]\nstate_dir = "state"\n'
+        f'[storages.feed]\ntype = "webcal"\nurl = "{radicale.url.rstrip("/")}{path}"\n'
+        f'proxy = "{tinyproxy.url}"\n'
+        '[storages.pc]\ntype = "vdir"\npath = "pc"\nfileext = ".ics"\n'
+        '[pairs.feed]\na = "feed"\nb = "pc"\ncollections = "from a"\n'
+    )
+    assert main(["--config", str(cfg), "run"]) == 0, capsys.readouterr()
+    assert len(list((tmp_path / "pc" / "feed").glob("*.ics"))) == 2
+    assert f"GET {radicale.url.rstrip('/')}{path}" in requests_through(tinyproxy)

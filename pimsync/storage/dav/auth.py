@@ -22,13 +22,10 @@ Nothing here prints or keeps a secret anywhere but in the header it makes.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
 Origin = tuple[str, str, int | None]
@@ -41,20 +38,37 @@ _SPACE = re.compile(r"[ \t,]*")
 MAX_CHALLENGES = 16
 MAX_PARAMS = 32
 
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # (only when a server asks for Digest)
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _md5(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 #: Digest algorithms pimsync answers, best first
-_ALGORITHMS: dict[str, Callable[[bytes], str]] = {
-    "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
-    "MD5": lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest(),
-}
+_ALGORITHMS: dict[str, Callable[[bytes], str]] = {"SHA-256": _sha256, "MD5": _md5}
 
 
-@dataclass
 class Challenge:
     """One challenge of a ``WWW-Authenticate`` header: its scheme (lower case) and
-    parameters (names lower case, values unquoted)."""
+    parameters (names lower case, values unquoted). (Plain classes here, not dataclasses:
+    this module is imported by every run with a server, and a dataclass costs about a
+    millisecond to make.)"""
 
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("params", "scheme")
+
+    def __init__(self, scheme: str, params: dict[str, str] | None = None) -> None:
+        self.scheme = scheme
+        self.params = params if params is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Challenge(scheme={self.scheme!r}, params={self.params!r})"
 
 
 def parse_challenges(values: Iterable[str]) -> list[Challenge]:
@@ -117,20 +131,25 @@ class DigestError(Exception):
     """The server's Digest challenge asks for something pimsync cannot answer."""
 
 
-@dataclass
 class _DigestSession:
     """What one origin's Digest challenge says, and the requests answered under it."""
 
-    realm: str
-    nonce: str
-    algorithm: str  # "MD5", "SHA-256", with "-sess" or not
-    qop: str | None  # "auth", or None (RFC 2069)
-    opaque: str | None
-    userhash: bool
-    utf8: bool
-    count: int = 0
-    cnonce: str = field(default_factory=lambda: os.urandom(16).hex())
-    ha1: str | None = None  # for -sess: computed once per nonce
+    def __init__(
+        self,
+        *,
+        realm: str,
+        nonce: str,
+        algorithm: str,  # "MD5", "SHA-256", with "-sess" or not
+        qop: str | None,  # "auth", or None (RFC 2069)
+        opaque: str | None,
+        userhash: bool,
+        utf8: bool,
+    ) -> None:
+        self.realm, self.nonce, self.algorithm, self.qop = realm, nonce, algorithm, qop
+        self.opaque, self.userhash, self.utf8 = opaque, userhash, utf8
+        self.count = 0
+        self.cnonce = os.urandom(16).hex()
+        self.ha1: str | None = None  # for -sess: computed once per nonce
 
 
 def choose_digest(challenges: Iterable[Challenge]) -> _DigestSession:
@@ -217,12 +236,14 @@ def digest_header(
 # --------------------------------------------------------------------------- authenticators
 
 
-@dataclass(frozen=True)
 class Sent:
     """What a request carried: the scheme (None: no credentials) and its header."""
 
-    scheme: str | None
-    header: str | None = None
+    __slots__ = ("header", "scheme")
+
+    def __init__(self, scheme: str | None, header: str | None = None) -> None:
+        self.scheme = scheme
+        self.header = header
 
 
 class Refused(Exception):
@@ -259,6 +280,8 @@ class PasswordAuth(Authenticator):
         self._username = username
         self._password = password
         self.scheme = scheme
+        import base64
+
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._basic = f"Basic {token}"
         self._lock = threading.Lock()
@@ -288,6 +311,11 @@ class PasswordAuth(Authenticator):
             self._start_digest(origin, digest, sent)
             return
         if sent.scheme == "basic" and offered and "basic" not in offered:
+            if digest:  # (auth = "basic")
+                raise Refused(
+                    'the server asks for Digest authentication, and auth = "basic" never '
+                    'answers it: remove auth (or set it to "auto")'
+                )
             raise Refused(_unsupported(offered))
         if sent.scheme is None and self.scheme == "digest":
             raise Refused(

@@ -529,7 +529,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
                 f"{fingerprint_of(der) if der else '(none)'}, not the one {key} pins; "
                 "nothing was sent. If the server's certificate was replaced, check the new "
                 "fingerprint with its administrator before you pin it",
-                url=f"https://{host}:{port}/",
+                url=origin_url(("https", host, port or 443)) + "/",
             )
 
 
@@ -915,12 +915,14 @@ class HttpClient:
     def _challenged(self, method: str, url: str, answer: StreamResponse, rounds: int) -> None:
         """A 401: return to send the request again (logged in anew), else raise AuthError
         saying why not (never with a secret)."""
-        start = f"{method}: 401 {answer.reason}"
+        from pimsync.storage.dav.reason import one_line
+
+        start = f"{method}: 401 {one_line(answer.reason, 100)}"
         if self.auth is None:
-            keys = "username and a password source, or token_command"
             raise AuthError(
-                f"{start}: the server asks for credentials, and none are configured "
-                f"(set {keys} in storages.{self.name or 'NAME'})",
+                f"{start}: the server asks for credentials, and none are configured for "
+                "this storage (a caldav or carddav storage takes username with a password, "
+                "or token_command)",
                 url=url,
                 status=401,
             )
@@ -961,9 +963,11 @@ class HttpClient:
             else "it asks for a user name and password: put them in the proxy URL "
             "(http://USER:PASSWORD@HOST:PORT)"
         )
+        from pimsync.storage.dav.reason import one_line
+
         source = f" ({proxy.source})" if proxy else ""
         return AuthError(
-            f"{method}: 407 {answer.reason} from the proxy {shown}{source}: {hint}",
+            f"{method}: 407 {one_line(answer.reason, 100)} from the proxy {shown}{source}: {hint}",
             url=url,
             status=407,
         )
@@ -1092,7 +1096,7 @@ class HttpClient:
                         raise self.too_slow(method, url, 0) from exc
                     raise
                 if log is not None:
-                    log.line(f"< {raw.status} {raw.reason}, {log.seconds()}")
+                    log.line(f"< {raw.status} {_shown(raw.reason.encode())}, {log.seconds()}")
                     log.headers("<", raw.getheaders())
                 return StreamResponse(self, method, url, key, conn, raw, watch, sent, log)
         except BaseException:

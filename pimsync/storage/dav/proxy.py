@@ -16,9 +16,7 @@ URL is shown without them (:attr:`Proxy.shown`).
 
 from __future__ import annotations
 
-import base64
 import os
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 
@@ -26,16 +24,18 @@ class ProxyURLError(ValueError):
     """A proxy URL pimsync cannot use; the message never repeats its credentials."""
 
 
-@dataclass(frozen=True)
 class Proxy:
-    host: str
-    port: int
-    #: ``Basic ...`` for the proxy, or None
-    authorization: str | None
-    #: the URL without credentials, for messages
-    shown: str
-    #: where it came from: the config key or the environment variable
-    source: str
+    """A proxy: where it is, ``authorization`` (``Basic ...`` for the proxy, or None),
+    ``shown`` (its URL without credentials, for messages), ``source`` (the config key or
+    the environment variable it came from)."""
+
+    __slots__ = ("authorization", "host", "port", "shown", "source")
+
+    def __init__(
+        self, host: str, port: int, authorization: str | None, shown: str, source: str
+    ) -> None:
+        self.host, self.port, self.authorization = host, port, authorization
+        self.shown, self.source = shown, source
 
     def __repr__(self) -> str:
         return f"Proxy({self.shown!r}, from {self.source})"
@@ -77,6 +77,8 @@ def parse_proxy(url: str, source: str) -> Proxy:
     if parts.username is not None or parts.password is not None:
         user = unquote(parts.username or "")
         password = unquote(parts.password or "")
+        import base64
+
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         authorization = f"Basic {token}"
     host = parts.hostname
