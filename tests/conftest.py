@@ -12,8 +12,17 @@ CORPUS = (ROOT / ".." / "shared" / "corpus").resolve()
 
 def make_event(uid: str, summary: str = "Event", *, component: str = "VEVENT",
                extra: str = "") -> bytes:  # fmt: skip
-    """A small standalone VCALENDAR holding one VEVENT or VTODO."""
-    when = "DTSTART:20261201T100000Z\r\n" if component == "VEVENT" else "DUE:20261201T100000Z\r\n"
+    """A small standalone VCALENDAR holding one VEVENT or VTODO.
+
+    The VEVENT has a DTEND: Cyrus refuses a timed event without one (RFC 5545 makes
+    it last no time; Cyrus answers 403 valid-calendar-data, "DTEND must occur after
+    DTSTART"), and these events are to be accepted by every test server.
+    """
+    when = (
+        "DTSTART:20261201T100000Z\r\nDTEND:20261201T110000Z\r\n"
+        if component == "VEVENT"
+        else "DUE:20261201T100000Z\r\n"
+    )
     return (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//pimsync tests//EN\r\n"
         f"BEGIN:{component}\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\n{when}"
@@ -35,9 +44,11 @@ def corpus() -> Path:
     return CORPUS
 
 
-# --- Real CalDAV/CardDAV servers (see tests/servers.py) ------------------------------------
-# One Radicale and one Xandikos per pytest process, started on first use, bound to
-# 127.0.0.1 on a free port, storage under tmp_path_factory, stopped by a finaliser at session end.
+# --- Real CalDAV/CardDAV servers (see tests/servers/) ---------------------------------------
+# One Radicale, Xandikos, Cyrus and DAViCal per pytest process, each started on first use,
+# bound to 127.0.0.1 on a free port, data under tmp_path_factory (or a private temporary
+# directory), stopped by a finaliser at session end.  Cyrus and DAViCal are Debian packages:
+# where they are missing their tests are skipped (tests/servers/install.sh installs them).
 
 import uuid  # noqa: E402
 
@@ -68,7 +79,59 @@ def xandikos(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     return server
 
 
-@pytest.fixture(params=["radicale", "xandikos"])
+@pytest.fixture(scope="session")
+def cyrus(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """Cyrus IMAP 3.6 (CalDAV/CardDAV), alice / secret: /dav/calendars/user/alice/ and
+    /dav/addressbooks/user/alice/."""
+    from tests.servers import cyrus
+
+    reason = cyrus.missing()
+    if reason is not None:
+        pytest.skip(f"Cyrus IMAP is not installed ({reason})")
+    server = cyrus.start_cyrus(tmp_path_factory.mktemp("cyrus"))
+    request.addfinalizer(server.stop)
+    _CYRUS.append((server, cyrus.calendars(server)))
+    return server
+
+
+_CYRUS: list[tuple[dav_servers.DavServer, set[str]]] = []
+
+
+@pytest.fixture(autouse=True)
+def _cyrus_calendar_uids_freed():
+    """After each test, the calendars it made on Cyrus are deleted.
+
+    Cyrus keeps an event UID unique across all the calendars of a user (a PUT of a UID
+    that another calendar holds is refused: 403 unique-scheduling-object-resource),
+    whereas the tests reuse UIDs such as "x" or "one", each in collections of its own.
+    Deleting them after each test gives every test the fresh set of UIDs that Radicale,
+    Xandikos and DAViCal give it (they keep UIDs unique per collection only).
+    """
+    yield
+    for server, initial in _CYRUS:
+        if server.alive():
+            from tests.servers import cyrus
+
+            cyrus.delete_calendars(server, initial)
+
+
+@pytest.fixture(scope="session")
+def davical(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """DAViCal 1.1 (Apache, PostgreSQL), alice / secret: homes /caldav.php/alice/."""
+    from tests.servers import davical
+
+    reason = davical.missing()
+    if reason is not None:
+        pytest.skip(f"DAViCal is not installed ({reason})")
+    server = davical.start_davical(tmp_path_factory.mktemp("davical"))
+    request.addfinalizer(server.stop)
+    return server
+
+
+SERVERS = ["radicale", "xandikos", "cyrus", "davical"]
+
+
+@pytest.fixture(params=SERVERS)
 def dav_server(request: pytest.FixtureRequest):
     """Each session server in turn."""
     return request.getfixturevalue(request.param)

@@ -1,6 +1,7 @@
 """conflict = "merge" end to end: concurrent edits of different properties merge; the same
 property changed differently is a conflict settled by conflict_fallback, its losing version
-kept for `pimsync conflicts`. Locally (vdir <-> file) and through Radicale and Xandikos."""
+kept for `pimsync conflicts`. Locally (vdir <-> file) and through Radicale, Xandikos, Cyrus
+and DAViCal."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_no_base_means_the_fallback_settles_it():
 
 
 # -- end to end --------------------------------------------------------------------------
-@pytest.fixture(params=["local", "radicale", "xandikos"])
+@pytest.fixture(params=["local", "radicale", "xandikos", "cyrus", "davical"])
 def where(request):
     return request.param
 

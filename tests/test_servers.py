@@ -1,7 +1,8 @@
-"""Smoke tests of the real CalDAV/CardDAV test servers (tests/servers.py).
+"""Smoke tests of the real CalDAV/CardDAV test servers (tests/servers/).
 
-They talk to Radicale and Xandikos with http.client only, and pin down the server
-behaviour the sync code relies on (conditional PUTs, RFC 6578 sync tokens, paths).
+They talk to Radicale, Xandikos, Cyrus and DAViCal with http.client only, and pin down
+the server behaviour the sync code relies on (conditional PUTs, RFC 6578 sync tokens,
+paths), and where the servers differ.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from tests.servers import (
     CARDDAV_NS,
     DAV_NS,
     DavServer,
+    group_members,
     listening_sockets,
     parse_multistatus,
     pid_exists,
+    start_cyrus,
+    start_davical,
     start_radicale,
     start_xandikos,
     sync_token_of,
@@ -38,13 +42,28 @@ def unfolded_lines(data: bytes) -> list[str]:
 # --- basics ---------------------------------------------------------------------------------
 
 
-def test_options_has_dav_headers(dav_server: DavServer):
-    resp = dav_server.request("OPTIONS", "/")
+def _options(server: DavServer, path: str) -> tuple[set[str], set[str]]:
+    resp = server.request("OPTIONS", path)
     assert resp.status == 200
     dav = {part.strip() for part in (resp.header("DAV") or "").split(",")}
-    assert {"1", "calendar-access", "addressbook", "extended-mkcol"} <= dav
     allow = {part.strip() for part in (resp.header("Allow") or "").split(",")}
-    assert {"PROPFIND", "REPORT", "PUT", "DELETE", "MKCALENDAR", "MKCOL"} <= allow
+    return dav, allow
+
+
+def test_options_has_dav_headers(dav_server: DavServer, dav_collection):
+    """Asked on the homes and a collection: Cyrus's "/" is no DAV resource (no DAV
+    header), DAViCal's allows only OPTIONS, PROPFIND and REPORT there."""
+    cal_dav, cal_allow = _options(dav_server, dav_server.calendar_home)
+    card_dav, card_allow = _options(dav_server, dav_server.addressbook_home)
+    assert {"1", "calendar-access", "extended-mkcol"} <= cal_dav
+    assert {"1", "addressbook", "extended-mkcol"} <= card_dav
+    assert {"PROPFIND", "MKCALENDAR"} <= cal_allow
+    assert {"PROPFIND", "MKCOL"} <= card_allow
+    for kind in ("ics", "vcf"):
+        _, allow = _options(dav_server, dav_collection(dav_server, kind))
+        if dav_server.kind == "davical" and kind == "vcf":
+            allow.add("PUT")  # not in DAViCal's Allow of an address book; PUTs work there
+        assert {"PROPFIND", "REPORT", "PUT", "DELETE"} <= allow
 
 
 def test_only_loopback_is_bound(dav_server: DavServer):
@@ -57,7 +76,13 @@ def test_principal_and_homes(dav_server: DavServer):
     assert resp.status == 207
     (props,) = parse_multistatus(resp.body).values()
     principal = props[D + "current-user-principal"].findtext(D + "href")
-    assert principal == {"radicale": "/alice/", "xandikos": "/user/"}[dav_server.kind]
+    principals = {
+        "radicale": "/alice/",
+        "xandikos": "/user/",
+        "cyrus": "/dav/principals/user/alice/",
+        "davical": "/caldav.php/alice/",
+    }
+    assert principal == principals[dav_server.kind]
 
     resp = dav_server.propfind(
         principal, "<C:calendar-home-set/><CR:addressbook-home-set/>", depth="0"
@@ -104,7 +129,9 @@ def test_put_wrong_if_match(dav_server: DavServer, dav_collection):
     assert stale.status == 412
     fresh = dav_server.put(path, make_card("card-1", "Other"), if_match=created.header("ETag"))
     assert fresh.status in (200, 201, 204)
-    assert fresh.header("ETag") not in (None, created.header("ETag"))
+    # DAViCal sends no ETag with the 204 of an update (pimsync asks a PROPFIND then)
+    etag = fresh.header("ETag") or dav_server.etags(path.rsplit("/", 1)[0] + "/")[path]
+    assert etag != created.header("ETag")
 
 
 def test_put_if_match_on_missing_resource(dav_server: DavServer, dav_collection):
@@ -141,10 +168,18 @@ def test_sync_collection(dav_server: DavServer, dav_collection):
 
 
 def test_invalid_sync_token(dav_server: DavServer, dav_collection):
+    """403 or 412 valid-sync-token; DAViCal answers a token it does not know with the
+    full listing and a token of its own (a full resync, which is all a client needs)."""
     coll = dav_collection(dav_server, "vcf")
+    dav_server.put(coll + "a.vcf", make_card("bogus-a"), if_none_match=True)
     resp = dav_server.sync_collection(coll, "http://example.invalid/sync/bogus")
-    assert resp.status == {"radicale": 403, "xandikos": 412}[dav_server.kind]
-    assert "valid-sync-token" in resp.text
+    expected = {"radicale": 403, "xandikos": 412, "cyrus": 403, "davical": 207}
+    assert resp.status == expected[dav_server.kind]
+    if resp.status == 207:
+        assert set(parse_multistatus(resp.body)) == {coll + "a.vcf"}
+        assert sync_token_of(resp.body) not in (None, "http://example.invalid/sync/bogus")
+    else:
+        assert "valid-sync-token" in resp.text
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -217,9 +252,11 @@ def test_seed_refuses_wrong_kind(dav_server: DavServer, dav_collection):
 
 
 def test_stored_form(dav_server: DavServer, dav_collection):
-    """Radicale re-serialises events and cards; Xandikos re-serialises events only.
+    """Radicale re-serialises events and cards; Xandikos and Cyrus re-serialise events
+    only; DAViCal keeps events as they are and adds a REV to cards.
 
-    Neither changes the content lines, only their order and the line folding.
+    Apart from DAViCal's REV, none changes the content lines, only their order and the
+    line folding.
     """
     event = make_event("form-1", extra="DESCRIPTION:" + "x" * 90 + "\r\n")
     card = make_card("form-2", extra="EMAIL;TYPE=INTERNET:ann@example.org\r\n")
@@ -229,10 +266,16 @@ def test_stored_form(dav_server: DavServer, dav_collection):
     dav_server.put(card_path, card, if_none_match=True)
     ev_back = dav_server.request("GET", ev_path).body
     card_back = dav_server.request("GET", card_path).body
+    if dav_server.kind == "davical":
+        assert ev_back == event
+        added = set(unfolded_lines(card_back)) - set(unfolded_lines(card))
+        assert [line.split(":", 1)[0] for line in added] == ["REV"]
+        assert set(unfolded_lines(card_back)) - added == set(unfolded_lines(card))
+        return
     assert ev_back != event
     assert unfolded_lines(ev_back) == unfolded_lines(event)
     assert unfolded_lines(card_back) == unfolded_lines(card)
-    if dav_server.kind == "xandikos":
+    if dav_server.kind in ("xandikos", "cyrus"):
         assert card_back == card
     else:
         assert card_back != card
@@ -241,15 +284,31 @@ def test_stored_form(dav_server: DavServer, dav_collection):
 # --- lifecycle ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["radicale", "xandikos"])
-def test_stop_ends_the_process(tmp_path, kind):
-    server = start_radicale(tmp_path) if kind == "radicale" else start_xandikos(tmp_path)
+STARTERS = {
+    "radicale": start_radicale,
+    "xandikos": start_xandikos,
+    "cyrus": start_cyrus,
+    "davical": start_davical,
+}
+
+
+@pytest.mark.parametrize("kind", list(STARTERS))
+def test_stop_ends_the_process(tmp_path, request, kind):
+    """stop() ends every process the server started (Cyrus's master and its children;
+    Apache and its children, PostgreSQL) and removes its private data directory."""
+    if kind in ("cyrus", "davical"):
+        request.getfixturevalue(kind)  # skips the test where the server is not installed
+    server = STARTERS[kind](tmp_path)
+    groups = [server.pid, *(h.proc.pid for h in server.helpers)]
     try:
         assert pid_exists(server.pid)
-        assert server.request("OPTIONS", "/").status == 200
+        assert server.request("OPTIONS", server.calendar_home).status == 200
+        assert all(group_members(g) for g in groups)
     finally:
         server.stop()
     assert not pid_exists(server.pid)
     assert not server.alive()
+    assert [g for g in groups if group_members(g)] == []
     assert listening_sockets(server.port) == []
+    assert not server.root.exists() or server.root.is_relative_to(tmp_path)
     server.stop()  # idempotent

@@ -1,4 +1,5 @@
-"""Archives of real servers: export from Radicale and Xandikos, wipe, restore, compare."""
+"""Archives of real servers: export from Radicale, Xandikos, Cyrus and DAViCal, wipe,
+restore, compare."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def test_export_wipe_restore_round_trip(tmp_path, dav_server, capsys):
     before = {kind: server_state(dav_server, path, kind) for kind, path in paths.items()}
     auth = ""
     if dav_server.username:
-        auth = f'username = "{dav_server.username}"\npassword = "x"\n'
+        auth = f'username = "{dav_server.username}"\npassword = "{dav_server.password or "x"}"\n'
     cfg = tmp_path / "config.toml"
     cfg.write_text(
         f"""

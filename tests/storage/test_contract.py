@@ -1,5 +1,6 @@
 """The storage contract: every adapter behaves the same, for VEVENT, VTODO and VCARD:
-the in-memory store, vdir, single file, and CalDAV/CardDAV on real Radicale and Xandikos."""
+the in-memory store, vdir, single file, and CalDAV/CardDAV on real Radicale, Xandikos,
+Cyrus and DAViCal."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _dav(server):
 
 
 ADAPTERS = {"memory": _memory, "vdir": _vdir, "file": _file}
-SERVERS = ("radicale", "xandikos")
+SERVERS = ("radicale", "xandikos", "cyrus", "davical")
 
 
 @pytest.fixture(params=list(KINDS))

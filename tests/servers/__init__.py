@@ -1,9 +1,12 @@
-"""Real CalDAV/CardDAV servers (Radicale, Xandikos) for the test suite.
+"""Real CalDAV/CardDAV servers (Radicale, Xandikos, Cyrus, DAViCal) for the test suite.
 
-Each server runs as a subprocess bound to 127.0.0.1 on a free port, with its
-storage, config and log in a temporary directory.  Only the standard library is
-used to talk to them (``http.client``), so these helpers do not depend on the
-code under test.
+Each server runs as subprocesses bound to 127.0.0.1 on a free port, with its data,
+config and logs in temporary directories, each process in a session (and process group)
+of its own that ``DavServer.stop`` ends by PID, group and all.  Only the standard
+library is used to talk to them (``http.client``), so these helpers do not depend on
+the code under test.  Radicale and Xandikos are Python packages (test extras); Cyrus
+and DAViCal are Debian packages that ``tests/servers/install.sh`` installs (as root,
+with no system service started); without them their tests are skipped.
 
 Radicale 3.9 (``start_radicale``):
 
@@ -34,22 +37,94 @@ Xandikos 0.4.10 (``start_xandikos``):
 * XML request bodies need a Content-Type (415 otherwise): ``DavServer.request``
   adds ``application/xml`` to bodies starting with ``<``;
 * no authentication (its htpasswd mode requires TLS).
+
+Cyrus IMAP 3.6.1 with cyrus-caldav (``start_cyrus``, tests/servers/cyrus.py):
+
+* ``master -C imapd.conf -M cyrus.conf -D`` (foreground) with both files of its own:
+  services ``imap`` and ``http`` on 127.0.0.1 only; as user ``cyrus`` when we are root,
+  data in a private ``pimsync-cyrus-data-*`` directory of the system's temporary
+  directory (pytest's are root-only), linked from tmp_path, removed by ``stop``;
+* principal ``/dav/principals/user/alice/``, homes ``/dav/calendars/user/alice/`` and
+  ``/dav/addressbooks/user/alice/``; ``/.well-known/caldav|carddav`` answer 301 to
+  ``/dav/calendars`` and ``/dav/addressbooks`` on the same host; ``/`` is no DAV
+  resource (OPTIONS has no DAV header) but a PROPFIND there reports
+  ``current-user-principal``;
+* real Basic auth (``allowplaintext: yes``) against a sasldb in the data directory:
+  alice / secret, a wrong password is a 401;
+* the DAV homes exist only once the user's INBOX does: ``start_cyrus`` creates
+  ``user/alice`` over IMAP as the admin (``admin``, a random password); until then
+  every request of alice's is a 500 ("could not autoprovision calendars ...: Invalid
+  user").  Her first DAV request then makes calendar ``Default`` (displayname
+  "personal"), the scheduling ``Inbox`` and ``Outbox``, and address book ``Default``;
+* scheduling is off (``caldav_allowscheduling: off``, ``sendmail: /bin/true``): no
+  iTIP processing, no mail;
+* refused (as found so far): a timed VEVENT without DTEND or DURATION (403
+  valid-calendar-data "DTEND must occur after DTSTART"); a VCALENDAR with METHOD (403
+  "Failed iTIP restrictions for ORGANIZER property ..."); an event or a card without
+  UID (403 "Missing UID property" / "Missing mandatory UID property"); two UIDs in one
+  resource (403 "Mismatched UIDs"); a card without FN (403 "Failed restriction
+  checks"); vCard 2.1 (403 supported-address-data "Unsupported vCard version"); an
+  empty ``<C:mkcalendar/>`` or ``<D:mkcol/>`` body (500 "assertion failed:
+  imap/http_dav.c: 5797", *after* making the collection); an event whose UID another
+  resource of *any* calendar of the user holds (403 unique-scheduling-object-resource
+  naming it), so conftest deletes the calendars each test made;
+* events are re-serialised (libical): lines refolded, RRULE parts reordered,
+  multi-valued CATEGORIES split into one property per value; cards are kept as sent;
+* an unknown sync token is a 403 valid-sync-token; the DELETE of a collection answers
+  404 although it deleted it (default ``delete_mode: delayed``);
+* Cyrus logs to syslog only: a small LD_PRELOAD library (``syslog_to_file.c``, built
+  when a C compiler is there) writes its lines to ``DATA/syslog``, in ``log_tail``.
+
+DAViCal 1.1.12 (``start_davical``, tests/servers/davical.py):
+
+* a private PostgreSQL 15 cluster (``initdb`` into the private data directory,
+  ``postgres`` as user ``postgres`` with ``listen_addresses=''`` and its socket in that
+  directory, fsync off); the database made by DAViCal's ``create-database.sh``; alice
+  added by SQL (password stored as ``**secret``, plain); Apache (``apache2 -f CONF
+  -DFOREGROUND``, mod_php, prefork) with ``Listen 127.0.0.1:PORT``, pid file, logs and
+  runtime files under tmp_path; DAViCal reads Debian's ``/etc/davical/config.php``
+  (``dbname=davical user=davical_app``, no host): ``PGHOST``/``PGPORT`` in Apache's
+  environment point libpq at the private socket;
+* principal, calendar home and address-book home are one URL: ``/caldav.php/alice/``;
+  collections ``/caldav.php/alice/NAME/``; alice starts with no collection;
+  ``/.well-known/caldav|carddav`` are rewritten to ``/caldav.php/.well-known/...``,
+  which answers 301 to ``/caldav.php/``; ``/`` (index.php) answers PROPFIND with
+  ``current-user-principal`` and allows only OPTIONS, PROPFIND and REPORT;
+* real Basic auth: alice / secret, a wrong password is a 401;
+* refused (as found so far): an empty ``<C:mkcalendar/>`` or ``<D:mkcol/>`` body (500
+  "Call to a member function GetContent() on null At line 62 of .../caldav-MKCOL.php",
+  nothing made); accepted: METHOD, no UID, two UIDs, vCard 2.1, a card without FN, the
+  same UID twice in one collection;
+* an update PUT answers 204 without ETag; an address book's Allow leaves out PUT
+  (PUTs work); a REV is added to every card; events are kept as sent; an unknown sync
+  token gets the full listing and a new token (207), not a 403;
+* logs: Apache's error log (PHP warnings, DAViCal's own), its access log and
+  PostgreSQL's, all in ``log_tail``.
+
+Seeding (``DavServer.seed``): Radicale and Xandikos are written on disk, Cyrus and
+DAViCal get PUTs (their records live in databases).
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import concurrent.futures
 import contextlib
 import ctypes
 import fcntl
+import functools
 import http.client
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.parse
 import uuid
@@ -63,8 +138,9 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
+SEED_CONNECTIONS = 4  # PUTs at once when seeding over HTTP (Cyrus, DAViCal)
 
-ServerKind = Literal["radicale", "xandikos"]
+ServerKind = Literal["radicale", "xandikos", "cyrus", "davical"]
 RecordKind = Literal["ics", "vcf"]
 
 RADICALE_USER = "alice"
@@ -102,6 +178,14 @@ class DavServer:
     log_path: Path
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log_file: IO[bytes] | None = field(default=None, repr=False)
+    #: the signal that stops the main process in an orderly way
+    stop_signal: int = signal.SIGTERM
+    #: more processes of this server (PostgreSQL under DAViCal), stopped after the main one
+    helpers: list[Helper] = field(default_factory=list, repr=False)
+    #: called once the processes are gone (remove private data directories)
+    cleanups: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    #: more logs that log_tail shows (PostgreSQL's, Apache's access log)
+    extra_logs: tuple[Path, ...] = ()
 
     # -- addressing -------------------------------------------------------
 
@@ -260,11 +344,13 @@ class DavServer:
         return path
 
     def seed(self, collection: str, kind: RecordKind, files: Mapping[str, bytes]) -> str:
-        """Write records straight into the storage of collection COLLECTION.
+        """Write records into collection COLLECTION.
 
         COLLECTION is a name under the home for KIND; it is created if missing.
         FILES maps resource names ("x.ics") to their bytes.  Returns the
-        collection's URL path.  Much faster than PUT for large collections.
+        collection's URL path.  Radicale and Xandikos: straight into their storage,
+        much faster than PUT for large collections.  Cyrus and DAViCal keep their
+        records in databases, so they get plain PUTs (over one connection).
         """
         if kind not in ("ics", "vcf"):
             raise ValueError(f"kind must be 'ics' or 'vcf', not {kind!r}")
@@ -273,50 +359,69 @@ class DavServer:
         path = self.collection_path(collection, kind)
         if self.kind == "radicale":
             _seed_radicale(self.root, path, kind, files)
-        else:
+        elif self.kind == "xandikos":
             _seed_xandikos(self.root, path, kind, files)
+        else:
+            _seed_http(self, collection, path, kind, files)
         return path
 
     # -- lifecycle --------------------------------------------------------
 
     def alive(self) -> bool:
+        """True while the server and every helper process of it run."""
         if self._proc is not None:
-            return self._proc.poll() is None
-        return pid_exists(self.pid)
+            main = self._proc.poll() is None
+        else:
+            main = pid_exists(self.pid)
+        return main and all(h.alive() for h in self.helpers)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after TIMEOUT); idempotent."""
+        """Stop the server and all it started; idempotent.
+
+        The main process gets ``stop_signal`` (SIGKILL after TIMEOUT); then whatever is
+        left of its process group (each server runs in a session of its own, so its
+        children share the group) is killed; then the helpers the same way, last
+        started first; then the cleanups run (private data directories go).
+        """
         proc = self._proc
         try:
             if proc is not None:
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(timeout)
+                _stop_process(proc, self.stop_signal, timeout)
             elif pid_exists(self.pid):  # not our child: signal by PID and poll
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGTERM)
+                    os.kill(self.pid, self.stop_signal)
                 deadline = time.monotonic() + timeout
                 while pid_exists(self.pid) and time.monotonic() < deadline:
                     time.sleep(0.02)
                 with contextlib.suppress(ProcessLookupError):
                     if pid_exists(self.pid):
                         os.kill(self.pid, signal.SIGKILL)
+            for helper in reversed(self.helpers):
+                helper.stop(timeout)
         finally:
             _RUNNING.pop(self.pid, None)
             if self._log_file is not None:
                 self._log_file.close()
                 self._log_file = None
+            while self.cleanups:
+                cleanup = self.cleanups.pop()
+                with contextlib.suppress(Exception):
+                    cleanup()
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text("utf-8", "replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        """The last LINES lines of the server's log, then of each extra log (headed)."""
+        parts = []
+        for n, path in enumerate((self.log_path, *self.extra_logs)):
+            try:
+                text = path.read_text("utf-8", "replace")
+            except OSError:
+                continue
+            tail = "\n".join(text.splitlines()[-lines:])
+            if n == 0:
+                parts.append(tail)
+            elif tail:
+                parts.append(f"--- {path.name}\n{tail}")
+        return "\n".join(parts)
 
     def __enter__(self) -> DavServer:
         return self
@@ -432,8 +537,22 @@ def _start(
     addressbook_home: str,
     env: Mapping[str, str],
     attempts: int = 5,
+    run_as: str | None = None,
+    stop_signal: int = signal.SIGTERM,
+    log_path: Path | None = None,
+    retry_any_exit: bool = False,
+    timeout: float = START_TIMEOUT,
+    ready_auth: bool = True,
 ) -> DavServer:
-    log_path = base / f"{kind}.log"
+    """Start COMMAND(port) until it listens on 127.0.0.1:port (new port on a lost race).
+
+    RUN_AS: a user name to run as (only when we are root).  A process that exits
+    before it listens is tried again on another port if its log says the port was in
+    use, or always with RETRY_ANY_EXIT (a server that logs to syslog says nothing).
+    READY_AUTH: whether the OPTIONS request that tells the server is up is sent
+    with the user's credentials (Cyrus answers 500 to her until her INBOX exists).
+    """
+    log_path = log_path or base / f"{kind}.log"
     last_error = ""
     for _ in range(attempts):
         port = free_port()
@@ -441,16 +560,7 @@ def _start(
         log_file = open(log_path, "ab")  # noqa: SIM115 - closed by DavServer.stop
         log_file.write(f"\n=== {' '.join(argv)}\n".encode())
         log_file.flush()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=base,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # a ^C in the terminal goes to pytest only
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+        proc = spawn(argv, log_file, cwd=base, env=env, run_as=run_as, parent_death=stop_signal)
         server = DavServer(
             kind=kind,
             url=f"http://{HOST}:{port}/",
@@ -463,10 +573,11 @@ def _start(
             log_path=log_path,
             _proc=proc,
             _log_file=log_file,
+            stop_signal=stop_signal,
         )
         _RUNNING[proc.pid] = server
         try:
-            if _wait_ready(server, START_TIMEOUT):
+            if _wait_ready(server, timeout, auth=ready_auth):
                 return server
         except BaseException:
             server.stop()
@@ -474,18 +585,159 @@ def _start(
         # The process died: most likely someone took the port in between.
         server.stop()
         last_error = server.log_tail()
+        if retry_any_exit:
+            continue
         if "in use" not in last_error.lower() and "errno 98" not in last_error.lower():
             break
     raise RuntimeError(f"{kind} did not start; log tail:\n{last_error}")
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the test process dies, even by SIGKILL."""
+def spawn(
+    argv: list[str],
+    log_file: IO[bytes] | int,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    run_as: str | None = None,
+    parent_death: int = signal.SIGTERM,
+) -> subprocess.Popen[bytes]:
+    """Start ARGV in a session (and process group) of its own, output to LOG_FILE.
+
+    It gets PARENT_DEATH when the test process dies, even by SIGKILL.  RUN_AS (a user
+    name) is honoured when we are root: the process starts as that user with its
+    primary group and no supplementary groups.
+    """
+    creds: dict[str, object] = {}
+    if run_as is not None and os.geteuid() == 0:
+        pw = pwd.getpwnam(run_as)
+        creds = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        env = {"HOME": str(cwd), "USER": run_as, "LOGNAME": run_as, **env}
+    return subprocess.Popen(  # type: ignore[call-overload]
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # a ^C in the terminal goes to pytest only
+        preexec_fn=(
+            functools.partial(_die_with_parent, parent_death)
+            if sys.platform.startswith("linux")
+            else None
+        ),
+        **creds,
+    )
+
+
+@dataclass(eq=False)
+class Helper:
+    """One more process of a server (PostgreSQL under DAViCal), in its own session."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_file: IO[bytes] | None = None
+    stop_signal: int = signal.SIGTERM
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        try:
+            _stop_process(self.proc, self.stop_signal, timeout)
+        finally:
+            if self.log_file is not None:
+                self.log_file.close()
+                self.log_file = None
+
+
+def _stop_process(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """SIG to PROC, SIGKILL to its group after TIMEOUT, then kill what is left of the
+    group (PROC leads a session and group of its own: its children are in the group)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+    kill_group(proc.pid, timeout)
+
+
+def kill_group(pgid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGKILL every process left in process group PGID; wait until none is."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes of group {pgid} outlived SIGKILL: {group_members(pgid)}")
+        time.sleep(0.02)
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group PGID."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
+            members.append(int(entry))
+    return members
+
+
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In the child: get SIG when the test process dies, even by SIGKILL."""
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None).prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
-def _wait_ready(server: DavServer, timeout: float) -> bool:
+def private_dir(base: Path, name: str, owner: str | None) -> tuple[Path, Callable[[], None]]:
+    """A directory for the data of a server that runs as user OWNER, and its remover.
+
+    Not root (or no OWNER): BASE/NAME.  Root: pytest's temporary directories are
+    private to root (mode 0700 up the tree), so the directory is made with mkdtemp in
+    the system's temporary directory, owned by OWNER, with a symlink BASE/NAME to it;
+    the remover deletes it (a server's data is not kept after it stops).
+    """
+    link = base / name
+    if owner is None or os.geteuid() != 0:
+        link.mkdir(parents=True, exist_ok=True)
+        return link, lambda: None
+    path = Path(tempfile.mkdtemp(prefix=f"pimsync-{name}-"))
+    path.chmod(0o755)
+    pw = pwd.getpwnam(owner)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    with contextlib.suppress(OSError):
+        link.unlink(missing_ok=True)
+        link.symlink_to(path)
+
+    def remove() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            link.unlink(missing_ok=True)
+
+    return path, remove
+
+
+def chown_tree(path: Path, owner: str | None) -> None:
+    """Give PATH and everything under it to user OWNER (and its group), if we are root."""
+    if owner is None or os.geteuid() != 0:
+        return
+    pw = pwd.getpwnam(owner)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+
+
+def _wait_ready(server: DavServer, timeout: float, *, auth: bool = True) -> bool:
     """True when the server answers OPTIONS; False if it exited; raise on timeout.
 
     It must be *our* process that listens on the port (checked through /proc), so
@@ -499,7 +751,7 @@ def _wait_ready(server: DavServer, timeout: float) -> bool:
             try:
                 with socket.create_connection((HOST, server.port), timeout=0.5):
                     pass
-                resp = server.request("OPTIONS", "/", timeout=2.0)
+                resp = server.request("OPTIONS", "/", timeout=2.0, auth=auth)
                 if resp.status < 500:
                     return True
             except OSError:
@@ -653,12 +905,80 @@ def _seed_xandikos(root: Path, path: str, kind: RecordKind, files: Mapping[str, 
         repo.close()
 
 
+def _seed_http(
+    server: DavServer, name: str, path: str, kind: RecordKind, files: Mapping[str, bytes]
+) -> None:
+    """Cyrus, DAViCal: make the collection if missing, then PUT each record.
+
+    The PUTs go over SEED_CONNECTIONS keep-alive connections at once (a new one
+    after the server closed one).  A record the server refuses raises RuntimeError
+    with its answer.
+    """
+    want = C_CALENDAR if kind == "ics" else CR_ADDRESSBOOK
+    resp = server.propfind(path, "<D:resourcetype/>", depth="0")
+    if resp.status == 404:
+        server.make_collection(name, kind)
+    elif resp.status != 207:
+        raise RuntimeError(f"PROPFIND {path} on {server.kind}: {resp.status} {resp.text[:500]}")
+    else:
+        types = parse_multistatus(resp.body).get(path, {}).get(f"{{{DAV_NS}}}resourcetype")
+        if types is None or types.find(want) is None:
+            raise ValueError(f"{path} exists and is not a {want} collection")
+    ctype = "text/calendar" if kind == "ics" else "text/vcard"
+    headers = {"Content-Type": f"{ctype}; charset=utf-8"}
+    auth = server.auth_header()
+    if auth is not None:
+        headers["Authorization"] = auth
+    local = threading.local()
+    conns: list[http.client.HTTPConnection] = []
+
+    def put(item: tuple[str, bytes]) -> None:
+        res, data = item
+        href = path + urllib.parse.quote(res)
+        for attempt in (1, 2):
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection(
+                    HOST, server.port, timeout=REQUEST_TIMEOUT
+                )
+                conns.append(conn)
+            try:
+                conn.request("PUT", href, body=data, headers=headers)
+                answer = conn.getresponse()
+                body = answer.read()
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                local.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            if answer.will_close:
+                conn.close()
+                local.conn = None
+            if answer.status not in (200, 201, 204):
+                raise RuntimeError(
+                    f"PUT {href} on {server.kind}: {answer.status} "
+                    f"{body.decode('utf-8', 'replace')[:500]}"
+                )
+            return
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(SEED_CONNECTIONS) as pool:
+            for _ in pool.map(put, files.items()):
+                pass
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 # ---------------------------------------------------------------------------
 # small helpers
 
 DAV_NS = "DAV:"
 CALDAV_NS = "urn:ietf:params:xml:ns:caldav"
 CARDDAV_NS = "urn:ietf:params:xml:ns:carddav"
+C_CALENDAR = f"{{{CALDAV_NS}}}calendar"
+CR_ADDRESSBOOK = f"{{{CARDDAV_NS}}}addressbook"
 
 
 def parse_multistatus(body: bytes) -> dict[str, dict[str, ET.Element]]:
@@ -714,3 +1034,10 @@ def _listen_rows(port: int) -> list[list[str]]:
             if fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):  # 0A = LISTEN
                 rows.append(fields)
     return rows
+
+
+# The servers that are Debian packages (tests/servers/install.sh installs them).
+from tests.servers.cyrus import start_cyrus  # noqa: E402
+from tests.servers.davical import start_davical  # noqa: E402
+
+__all__ = ["start_cyrus", "start_davical"]
