@@ -28,6 +28,9 @@ _V21 = (
     "serialise it"
 )
 _NO_FN = "a card without FN, which vCard 3.0 and 4.0 require: its vobject refuses it"
+_V21_CYRUS = "vCard 2.1 (it takes 3.0 and 4.0 only)"
+_NO_N = "a vCard 3.0 without N (RFC 2426 requires one)"
+_NOT_UTF8 = "bytes that are not UTF-8 (Shift_JIS): its PostgreSQL database refuses them"
 REFUSED: dict[str, dict[str, str]] = {
     "radicale": {  # its answer is a bare 400; the reasons are from its log
         "ics/eds__invite-7.ics": "an override without its main component",
@@ -71,8 +74,53 @@ REFUSED: dict[str, dict[str, str]] = {
         "vcf/libical__issue339.vcf": _V21,
         "vcf/sabre-vobject__issue64.vcf": _NO_FN,
     },
-    "cyrus": {},
-    "davical": {},
+    "cyrus": {  # 403, with the reason in a DAV:error body
+        "ics/allenporter-ical__languages.ics": (
+            "unique-scheduling-object-resource: an invitation with the UID of one already "
+            "in another calendar of the user (the corpus has it twice; RFC 6638 3.2.4.1)"
+        ),
+        "ics/allenporter-ical__unknown_value_proton_mail.ics": "SUMMARY with a VALUE parameter",
+        "ics/rie__discourse_no_dtend.ics": "DTEND not after DTSTART",
+        "ics/rie__fablab_cottbus.ics": "empty CATEGORIES",
+        "ics/rie__issue_62_moved_event.ics": "DTEND not after DTSTART",
+        "ics/rie__issue_97_simple_journal.ics": "PRIORITY in a VJOURNAL (iTIP restrictions)",
+        "ics/rie__three_events_one_edited.ics": "empty CLASS",
+        "ics/vobject__tzid_8bit.ics": "DTEND not after DTSTART",
+        "vcf/aosp-vcard__v21_blackberry_photo.vcf": _V21_CYRUS,
+        "vcf/aosp-vcard__v21_complicated.vcf": _V21_CYRUS,
+        "vcf/aosp-vcard__v21_japanese_2.vcf": _V21_CYRUS,
+        "vcf/aosp-vcard__v21_multiple_entry.vcf": _V21_CYRUS,
+        "vcf/aosp-vcard__v21_winmo_65.vcf": _V21_CYRUS,
+        "vcf/aosp-vcard__v21_x_android_custom_after_photo.vcf": _V21_CYRUS,
+        "vcf/aosp-vcard__v30_comma_separated.vcf": _NO_N,
+        "vcf/eds__libebook_vcard_5.vcf": _V21_CYRUS,
+        "vcf/ezvcard__fullcontact.vcf": (
+            "a vCard 4.0 its restriction checks refuse (the answer does not say which part)"
+        ),
+        "vcf/ezvcard__John_Doe_ANDROID.vcf": _V21_CYRUS + "; " + _NO_N,
+        "vcf/ezvcard__John_Doe_BLACK_BERRY.vcf": _V21_CYRUS,
+        "vcf/ezvcard__John_Doe_MS_OUTLOOK.vcf": _V21_CYRUS,
+        "vcf/ezvcard__outlook-2003.vcf": _V21_CYRUS,
+        "vcf/ezvcard__outlook-2007.vcf": _V21_CYRUS,
+        "vcf/gammu__se-1.vcf": _V21_CYRUS,
+        "vcf/gammu__yahoo.vcf": _V21_CYRUS,
+        "vcf/icaljs__escape_semicolon.vcf": _NO_N,
+        "vcf/icaljs__vcard3.vcf": "two N properties",
+        "vcf/kcontacts__vcard10.vcf": _V21_CYRUS,
+        "vcf/libical__issue339.vcf": _V21_CYRUS,
+        "vcf/rcmcarddav__IM-Nextcloud.vcf": _NO_N,
+        "vcf/sabre-vobject__issue64.vcf": _NO_N,
+    },
+    "davical": {  # 500 "DAViCal Fatal Error"; the reasons are from its log
+        "ics/ccs__OneEvent.ics": "a TZID that is no time zone (America/New_Yrok)",
+        "ics/ical4j__calconnect6.ics": "PERIOD values in RDATE",
+        "ics/icalendar__issue_1549_binary_attachment.ics": "a VEVENT without DTSTART",
+        "ics/icalendar__issue_27_multiple_periods_in_freebusy_multiple_freebusies.ics": (
+            "a VFREEBUSY (it cannot store one)"
+        ),
+        "vcf/aosp-vcard__v21_japanese_2.vcf": _NOT_UTF8,
+        "vcf/aosp-vcard__v21_multiple_entry.vcf": _NOT_UTF8,
+    },
 }
 
 

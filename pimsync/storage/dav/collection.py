@@ -17,6 +17,7 @@ is); a multiget answer larger than ``max_response_size`` is asked again in halve
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
@@ -35,6 +36,8 @@ from pimsync.storage.dav.http import (
 )
 from pimsync.storage.vdir import href_for
 
+#: seconds before a PUT that got a 500 is sent once more
+PUT_RETRY_PAUSE = 0.5
 MULTIGET_BATCH = 500  # Radicale's cost per multiget grows with the collection: few, large
 CONTENT_TYPES = {"ics": "text/calendar; charset=utf-8", "vcf": "text/vcard; charset=utf-8"}
 EXTENSIONS = {"ics": ".ics", "vcf": ".vcf"}
@@ -356,12 +359,15 @@ class DavCollection:
             from pimsync.model.info import without_method
 
             body = without_method(body)  # not allowed in a stored resource (RFC 4791 4.1)
-        resp = self.client.request(
-            "PUT",
-            href,
-            body,
-            {"Content-Type": CONTENT_TYPES[self.kind], **condition},
-        )
+        headers = {"Content-Type": CONTENT_TYPES[self.kind], **condition}
+        resp = self.client.request("PUT", href, body, headers)
+        if resp.status == 500:
+            # once more, after a moment: a server that fails on concurrent writes of
+            # records sharing something new (DAViCal inserts each new VTIMEZONE once and
+            # fails the PUT that loses the race) stores it now. Safe: the PUT is
+            # conditional, so if the first one landed after all, this one gets a 412
+            time.sleep(PUT_RETRY_PAUSE)
+            resp = self.client.request("PUT", href, body, headers)
         if resp.status == 412:
             raise PreconditionFailed("changed on the server meanwhile", where=resp.url)
         check_status(resp, "PUT", (200, 201, 204))
