@@ -1,5 +1,6 @@
-"""End to end against real Radicale and Xandikos: the phone-and-PC scenario, no ping-pong,
-one request per unchanged collection, token expiry, a 412 race, a wrong password."""
+"""End to end against real Radicale, Xandikos, Cyrus and DAViCal: the phone-and-PC scenario,
+no ping-pong, one request per unchanged collection, token expiry, a 412 race, a wrong
+password."""
 
 from __future__ import annotations
 
@@ -243,7 +244,12 @@ def test_a_record_changed_on_the_server_meanwhile_is_never_overwritten(
     assert b"written by the phone meanwhile" in body
 
 
-def test_wrong_password_is_a_clear_error_and_touches_nothing(tmp_path, radicale_auth, capsys):
+@pytest.mark.parametrize("auth_server", ["radicale_auth", "cyrus", "davical"])
+def test_wrong_password_is_a_clear_error_and_touches_nothing(
+    tmp_path, request, auth_server, capsys
+):
+    """On each server that checks passwords (user alice on all three)."""
+    server = request.getfixturevalue(auth_server)
     (tmp_path / "pc" / "home").mkdir(parents=True)
     (tmp_path / "pc" / "home" / "x.ics").write_bytes(make_event("x"))
     cfg = tmp_path / "config.toml"
@@ -257,8 +263,8 @@ path = "pc"
 fileext = ".ics"
 [storages.server]
 type = "caldav"
-url = "{radicale_auth.url}"
-username = "alice"
+url = "{server.url}"
+username = "{server.username}"
 password = "wrong-{uuid.uuid4().hex}"
 [pairs.p]
 a = "pc"
@@ -267,7 +273,7 @@ b = "server"
     )
     assert main(["--config", str(cfg), "run"]) == 1
     err = capsys.readouterr().err
-    assert "401" in err and "username or password" in err and radicale_auth.url in err
+    assert "401" in err and "username or password" in err and server.url in err
     assert "wrong-" not in err  # the password is never shown
     assert (tmp_path / "pc" / "home" / "x.ics").exists()
     assert main(["--config", str(cfg), "check"]) == 1

@@ -197,6 +197,20 @@ def test_radicale_auth(radicale_auth: DavServer):
     assert anonymous.status == 401
 
 
+@pytest.mark.parametrize("name", ["cyrus", "davical"])
+def test_real_auth(request, name):
+    """Cyrus and DAViCal check alice's password: wrong or none is a 401 (Basic offered)."""
+    server: DavServer = request.getfixturevalue(name)
+    home = server.calendar_home
+    assert server.password
+    assert server.propfind(home, "<D:resourcetype/>", "0").status == 207
+    wrong = server.propfind(home, "<D:resourcetype/>", "0", password="wrong")
+    assert wrong.status == 401
+    assert "Basic" in (wrong.header("WWW-Authenticate") or "")
+    anonymous = server.request("PROPFIND", home, auth=False, headers={"Depth": "0"})
+    assert anonymous.status == 401
+
+
 def test_radicale_without_auth_takes_any_password(radicale: DavServer):
     resp = radicale.propfind("/alice/", "<D:resourcetype/>", "0", password="anything")
     assert resp.status == 207

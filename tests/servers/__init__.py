@@ -343,6 +343,21 @@ class DavServer:
             raise RuntimeError(f"{method} {path} on {self.kind}: {resp.status} {resp.text[:500]}")
         return path
 
+    def delete_collection(self, path: str) -> None:
+        """DELETE collection PATH: 200 or 204, or Cyrus's 404.
+
+        Cyrus answers 404 to the DELETE of a collection although it deletes it; then a
+        PROPFIND must find nothing there.  (Xandikos still answers a PROPFIND on the
+        path of a collection it deleted, as a plain collection.)
+        """
+        resp = self.request("DELETE", path)
+        if resp.status == 404 and self.kind == "cyrus":
+            after = self.propfind(path, "<D:resourcetype/>", depth="0")
+            if after.status != 404:
+                raise RuntimeError(f"{path} still there on cyrus after DELETE: {after.status}")
+        elif resp.status not in (200, 204):
+            raise RuntimeError(f"DELETE {path} on {self.kind}: {resp.status} {resp.text[:500]}")
+
     def seed(self, collection: str, kind: RecordKind, files: Mapping[str, bytes]) -> str:
         """Write records into collection COLLECTION.
 
