@@ -1,6 +1,6 @@
 """Bytes on the wire for a collection listing, plain and gzipped.
 
-Starts one Radicale on 127.0.0.1 (``tests/servers.py``), seeds a calendar of ``N`` events
+Starts one Radicale on 127.0.0.1 (``tests/servers/``), seeds a calendar of ``N`` events
 (default 2,000, the events of ``tests.conftest.make_event``) straight into its storage,
 and lists it with pimsync's own client (``DavCollection.list``: one sync-collection REPORT
 without a token, the listing of a first sync or of an expired token), once asking for gzip

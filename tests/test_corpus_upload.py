@@ -216,11 +216,12 @@ def test_the_whole_corpus_goes_up_and_the_next_run_writes_nothing(
                 refused_count += len(idents) - stored
                 if origin[(kind, name)] not in refusals:
                     problems.append(f"{origin[(kind, name)]}: {stored} of {len(idents)} stored")
-        print(
-            f"\n[corpus] {dav_server.kind}: {len(expected)} collections, "
-            f"{sum(len(i) for i in expected.values())} records, {stored_count} stored, "
-            f"{refused_count} refused; first run exit {rc}"
-        )
+        with capsys.disabled():  # the figures of docs/servers.md (pytest -s)
+            print(
+                f"\n[corpus] {dav_server.kind}: {len(expected)} collections, "
+                f"{sum(len(i) for i in expected.values())} records, {stored_count} stored, "
+                f"{refused_count} refused; first run exit {rc}"
+            )
         assert not problems, "\n".join(problems) + "\n" + first.out[-4000:] + first.err[-4000:]
         if not refusals:
             assert rc == 0, first.out[-4000:] + first.err[-4000:]
@@ -240,7 +241,8 @@ def test_the_whole_corpus_goes_up_and_the_next_run_writes_nothing(
         writes = [(m, u) for m, u in other if m in ("PUT", "DELETE", "MKCALENDAR", "MKCOL")]
         assert not writes, writes[:10]
         clean = len(expected) - len(refused_paths)
-        print(f"[corpus] {dav_server.kind}: next run {len(sent)} requests, exit {rc2}")
+        with capsys.disabled():
+            print(f"[corpus] {dav_server.kind}: next run {len(sent)} requests, exit {rc2}")
         assert len(other) <= clean, (len(other), clean, other[:20])
         assert second.out.count(" +0 ~0 -0, b +0 ~0 -0, 0 errors") == clean, second.out
     finally:

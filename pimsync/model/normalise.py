@@ -4,8 +4,11 @@ change without a user's edit.
 Not part of the hash: line folding and line endings (including vCard 2.1 quoted-printable
 soft line breaks), the order of properties in a component, of parameters in a property,
 of values in a parameter (``TYPE=home,work`` == ``TYPE=home;TYPE=work`` == vCard 2.1
-``HOME;WORK``), of RRULE/EXRULE parts and of EXDATE/RDATE/FREEBUSY values, of
-sub-components and of a record's components; the case of property and parameter names
+``HOME;WORK``), of RRULE/EXRULE parts and of EXDATE/RDATE/FREEBUSY/CATEGORIES/
+RESOURCES values, of sub-components and of a record's components; whether such values
+share one line or each has its own (``CATEGORIES:a,b`` == ``CATEGORIES:a`` and
+``CATEGORIES:b``, as Cyrus stores them); an RRULE ``INTERVAL=1`` (the default, which
+Cyrus leaves out); the case of property and parameter names
 (and of enumerated parameter values such as TYPE or PARTSTAT); quoting of parameter
 values, and an empty value (``X-TITLE=""``) against none (``X-TITLE``); the VCALENDAR
 wrapper and every VTIMEZONE; PRODID, DTSTAMP, LAST-MODIFIED and REV.
@@ -98,6 +101,7 @@ _STRUCTURED = 4  # structured TEXT: as _LIST, without trailing empty components
 _RECUR = 5  # RRULE/EXRULE: parts sorted
 _MULTI = 6  # EXDATE/RDATE/FREEBUSY: one canonical line per value
 _GEO = 7  # GEO: numbers canonicalised
+_VALUES = 8  # CATEGORIES/RESOURCES: one canonical line per comma-separated value
 
 #: Single-valued TEXT properties (iCalendar and vCard): ``\,`` == ``,``, ``\;`` == ``;``.
 TEXT_PROPERTIES = frozenset(
@@ -181,6 +185,7 @@ _VALUE_KINDS: dict[str, int] = {
     **dict.fromkeys(("TRIGGER", "DURATION", "REFRESH-INTERVAL"), _DURATION),
     **dict.fromkeys(("RRULE", "EXRULE"), _RECUR),
     **dict.fromkeys(("EXDATE", "RDATE", "FREEBUSY"), _MULTI),
+    **dict.fromkeys(("CATEGORIES", "RESOURCES"), _VALUES),
     "GEO": _GEO,
 }
 #: Properties whose value needs work even when it has no backslash and no parameters.
@@ -188,7 +193,9 @@ _SPECIAL_VALUES = frozenset(
     name for name, kind in _VALUE_KINDS.items() if kind not in (_TEXT, _NON_TEXT)
 )
 #: Kinds a VALUE parameter (other than TEXT) does not change.
-_KEEP_KIND = frozenset({_RECUR, _MULTI, _GEO, _DURATION})
+_KEEP_KIND = frozenset({_RECUR, _MULTI, _GEO, _DURATION, _VALUES})
+#: An RRULE part that says what its absence says (RFC 5545 3.3.10: INTERVAL defaults to 1).
+_DEFAULT_RECUR_PARTS = frozenset({"INTERVAL=1"})
 
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 #: Replacements for ``\x`` by kind (any other x: itself).
@@ -298,6 +305,10 @@ def _canonical_value(kind: int, value: str) -> list[str]:
         return [_keep_separators(value) if "\\" in value else value]
     if kind == _STRUCTURED:
         return [_strip_empty_components(_keep_separators(value) if "\\" in value else value)]
+    if kind == _VALUES:
+        if "\\" not in value:
+            return value.split(",")
+        return [_keep_separators(v) for v in _split_unescaped(value, ",")]
     if "\\" in value:
         value = _ESCAPE.sub(_DROP_SUB, value)
     if kind == _NON_TEXT:
@@ -305,13 +316,33 @@ def _canonical_value(kind: int, value: str) -> list[str]:
     if kind == _DURATION:
         return [_duration(value)]
     if kind == _RECUR:
-        return [";".join(sorted(value.upper().split(";")))]
+        parts = [p for p in value.upper().split(";") if p not in _DEFAULT_RECUR_PARTS]
+        return [";".join(sorted(parts))]
     if kind == _MULTI:
         return [_period(v) if "/" in v else v for v in value.split(",")]
     # _GEO: "lat;lon" (a geo: URI as it is)
     if ":" in value:
         return [value]
     return [";".join(_number(v) for v in value.split(";"))]
+
+
+def _split_unescaped(value: str, separator: str) -> list[str]:
+    """``value`` split at each ``separator`` that no backslash escapes."""
+    pieces: list[str] = []
+    start = 0
+    i = 0
+    end = len(value)
+    while i < end:
+        char = value[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == separator:
+            pieces.append(value[start:i])
+            start = i + 1
+        i += 1
+    pieces.append(value[start:])
+    return pieces
 
 
 def _period(value: str) -> str:

@@ -31,6 +31,7 @@ DTSTAMP:20240101T000000Z
 DTSTART;TZID=Europe/Berlin:20240105T100000
 DTEND;TZID=Europe/Berlin:20240105T110000
 SUMMARY:Planning meeting
+CATEGORIES:work,urgent\\,now,home
 ATTENDEE;CN="Ann Example";PARTSTAT=ACCEPTED;ROLE=REQ-PARTICIPANT:mailto:ann@example.com
 RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10
 EXDATE;TZID=Europe/Berlin:20240108T100000,20240110T100000
@@ -119,6 +120,16 @@ SAME: dict[str, Callable[[str], str]] = {
     "RRULE part order": lambda t: t.replace(
         "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10", "COUNT=10;FREQ=WEEKLY;BYDAY=MO,WE"
     ),
+    "RRULE INTERVAL=1 (the default)": lambda t: t.replace(
+        "FREQ=WEEKLY;BYDAY", "FREQ=WEEKLY;INTERVAL=1;BYDAY"
+    ),
+    "CATEGORIES value order": lambda t: t.replace(
+        "CATEGORIES:work,urgent\\,now,home", "CATEGORIES:home,urgent\\,now,work"
+    ),
+    "CATEGORIES one line per value (Cyrus)": lambda t: t.replace(
+        "CATEGORIES:work,urgent\\,now,home",
+        "CATEGORIES:urgent\\,now\nCATEGORIES:home\ncategories:work",
+    ),
     "EXDATE value order": lambda t: t.replace(
         "20240108T100000,20240110T100000", "20240110T100000,20240108T100000"
     ),
@@ -161,6 +172,10 @@ DIFFERENT: dict[str, Callable[[str], str]] = {
     ),
     "RRULE count": lambda t: t.replace("COUNT=10", "COUNT=11"),
     "EXDATE added": lambda t: t.replace("20240110T100000\n", "20240110T100000,20240115T100000\n"),
+    "RRULE INTERVAL=2": lambda t: t.replace("FREQ=WEEKLY;BYDAY", "FREQ=WEEKLY;INTERVAL=2;BYDAY"),
+    "CATEGORIES escaped comma made a separator": lambda t: t.replace("urgent\\,now", "urgent,now"),
+    "CATEGORIES value added": lambda t: t.replace(",home\n", ",home,play\n"),
+    "CATEGORIES value case": lambda t: t.replace(",home\n", ",Home\n"),
     "alarm trigger": lambda t: t.replace("TRIGGER:-PT5M", "TRIGGER:-PT10M"),
     "override moved": lambda t: t.replace(
         "DTSTART;TZID=Europe/Berlin:20240115T120000", "DTSTART;TZID=Europe/Berlin:20240115T140000"
